@@ -1,0 +1,8 @@
+//! revgen-jobs: jobs composed from the pipeline and the trainer. It holds no pipeline or training logic of its own.
+//!
+//! - [`demo`]: the whole flow that exists, end to end on synthetic data, with no network.
+
+pub mod demo;
+mod error;
+
+pub use error::{Error, Result};

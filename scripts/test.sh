@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls this) and as the README tells users to.
+#
+# It installs what the tests need into a cache that later runs on the same machine reuse
+# ($REVGEN_CACHE, default ~/.cache/revgen): the cargo target dir, the LibTorch venv (torch==2.9.0) and a tools venv
+# with moto_server, the S3 server the object-storage tests talk to. Then it checks formatting and lints, runs every
+# test on the default (pure-Rust) build that the demo uses, and again with `--features tch` on LibTorch's CPU device.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+export REVGEN_CACHE="${REVGEN_CACHE:-$HOME/.cache/revgen}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REVGEN_CACHE/target}"
+# Real review rows are read in place, never copied into the repo (DEVELOPERS.md).
+export REVGEN_SHARED_DATA="${REVGEN_SHARED_DATA:-$repo/../shared/data}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+mkdir -p "$REVGEN_CACHE"
+
+started=$(date +%s)
+phase() { printf '\n== [%4ss] %s\n' "$(($(date +%s) - started))" "$*"; }
+
+# LibTorch downloads while cargo compiles; its log goes to the cache dir.
+phase "setting up LibTorch in the background ($REVGEN_CACHE/setup-libtorch.log)"
+scripts/setup-libtorch.sh >"$REVGEN_CACHE/torch.env" 2>"$REVGEN_CACHE/setup-libtorch.log" &
+torch_setup=$!
+
+phase "tools venv: moto_server (S3)"
+tools="$REVGEN_CACHE/tools-venv"
+if ! "$tools/bin/python" -c 'import moto.server' 2>/dev/null; then
+    rm -rf "$tools"
+    python3 -m venv "$tools"
+    "$tools/bin/python" -m pip install --quiet --disable-pip-version-check 'moto[server]==5.*'
+fi
+s3_port=$("$tools/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$tools/bin/moto_server" -H 127.0.0.1 -p "$s3_port" >"$REVGEN_CACHE/moto.log" 2>&1 &
+moto=$!
+trap 'kill $moto 2>/dev/null || true' EXIT
+for _ in $(seq 50); do
+    curl -fs "http://127.0.0.1:$s3_port/" >/dev/null && break
+    sleep 0.2
+done
+curl -fs "http://127.0.0.1:$s3_port/" >/dev/null || { echo "moto_server did not start:"; cat "$REVGEN_CACHE/moto.log"; exit 1; }
+export REVGEN_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+
+phase "cargo fmt --check"
+cargo fmt --all --check
+
+phase "cargo clippy --all-targets -D warnings (default features)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+phase "cargo test (default features: the pure-Rust build the demo uses)"
+cargo test --workspace --locked
+
+phase "waiting for LibTorch"
+if ! wait $torch_setup; then
+    echo "scripts/setup-libtorch.sh failed:"
+    cat "$REVGEN_CACHE/setup-libtorch.log"
+    exit 1
+fi
+# shellcheck disable=SC1091
+source "$REVGEN_CACHE/torch.env"
+
+# No LD_LIBRARY_PATH on purpose: the binaries must find libtorch through their rpath.
+phase "cargo test --features tch (LibTorch CPU)"
+cargo test --workspace --locked --features tch
+
+phase "all passed"
