@@ -19,6 +19,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// List the compute backends and devices in this build, and check that each one runs.
+    Backends,
     /// Run the whole flow end to end on a small synthetic dump (no network).
     Demo(DemoArgs),
     /// Write a realistic synthetic Amazon Customer Reviews dump (.tsv, .tsv.gz, .parquet, .jsonl).

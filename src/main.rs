@@ -22,6 +22,22 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Backends => {
+            let reports = revgen_trainer::backend::probe();
+            println!("{:<8} {:<6} {:<24} check", "backend", "built", "devices");
+            for r in &reports {
+                let check = match &r.check {
+                    Ok(()) => "ok".to_owned(),
+                    Err(e) => format!("failed: {e}"),
+                };
+                let built = if r.built { "yes" } else { "no" };
+                println!("{:<8} {:<6} {:<24} {check}", r.backend, built, r.devices.join(", "));
+            }
+            // A backend that is built but broken (say, a missing libtorch) is an error; one left out of the build is not.
+            if let Some(r) = reports.iter().find(|r| r.built && r.check.is_err()) {
+                anyhow::bail!("backend {} is built but does not work", r.backend);
+            }
+        }
         Command::Demo(args) => {
             let report = revgen_jobs::demo::run(&args.into()).context("demo failed")?;
             print!("{}", report.render());

@@ -33,7 +33,8 @@ pub struct DemoReport {
 pub fn run(config: &DemoConfig) -> Result<DemoReport> {
     fs::create_dir_all(&config.dir).map_err(|source| Error::Io { path: config.dir.clone(), source })?;
     let dump_path = config.dir.join("dump").join("amazon_reviews_us_Synthetic_v1_00.tsv.gz");
-    let synth_config = SynthConfig { rows: config.rows, seed: config.seed, malformed_rate: 0.001, ..Default::default() };
+    let synth_config =
+        SynthConfig { rows: config.rows, seed: config.seed, malformed_rate: 0.001, ..Default::default() };
     let dump = synth::write_dump(&synth_config, &dump_path)?;
     Ok(DemoReport { dump })
 }

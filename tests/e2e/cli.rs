@@ -6,7 +6,7 @@ use crate::support::{revgen, run_ok};
 fn help_lists_the_subcommands() {
     let dir = tempfile::tempdir().unwrap();
     let help = run_ok(&mut revgen(dir.path(), &["--help"]));
-    for sub in ["demo", "synth"] {
+    for sub in ["backends", "demo", "synth"] {
         assert!(help.lines().any(|l| l.trim_start().starts_with(sub)), "{sub} missing from:\n{help}");
     }
 }
@@ -21,4 +21,18 @@ fn demo_runs_end_to_end_and_is_repeatable() {
     // Idempotent: a second run over the same directory succeeds and reports the same thing.
     let second = run_ok(&mut revgen(dir.path(), &args));
     assert_eq!(first, second);
+}
+
+#[test]
+fn backends_are_listed_and_each_built_one_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    // No LD_LIBRARY_PATH: a tch build must find libtorch through the rpath baked into the binary.
+    let out = run_ok(revgen(dir.path(), &["backends"]).env_remove("LD_LIBRARY_PATH"));
+    let row = |name: &str| out.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name}: {out}"));
+    assert!(row("flex").contains("yes") && row("flex").ends_with("ok"), "{out}");
+    if cfg!(feature = "tch") {
+        assert!(row("tch").contains("yes") && row("tch").ends_with("ok"), "{out}");
+    } else {
+        assert!(row("tch").contains(" no ") && row("tch").contains("--features tch"), "{out}");
+    }
 }

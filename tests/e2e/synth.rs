@@ -45,7 +45,9 @@ fn read_tsv(path: &Path) -> TsvStats {
         stats.rows += 1;
         let fields: Vec<&str> = line.split('\t').collect();
         let parsed = (fields.len() == 15)
-            .then(|| Some((fields[7].parse::<i64>().ok()?, fields[8].parse::<u64>().ok()?, fields[9].parse::<u64>().ok()?)))
+            .then(|| {
+                Some((fields[7].parse::<i64>().ok()?, fields[8].parse::<u64>().ok()?, fields[9].parse::<u64>().ok()?))
+            })
             .flatten();
         let Some((rating @ 1..=5, helpful, total)) = parsed else {
             stats.malformed += 1;
@@ -98,7 +100,8 @@ fn tsv_gz_dump_matches_the_published_figures() {
     assert_eq!(summary["rows"], 100_000);
     assert_eq!(stats.malformed, summary["malformed"].as_u64().unwrap(), "malformed count differs from the summary");
     within(stats.malformed as f64, 1000.0, 0.2, "malformed rows");
-    let by_reason: u64 = summary["malformed_by_reason"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    let by_reason: u64 =
+        summary["malformed_by_reason"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
     assert_eq!(by_reason, stats.malformed);
 
     let valid = (stats.rows - stats.malformed) as f64;
@@ -181,7 +184,8 @@ fn parquet_dump_is_typed_and_complete() {
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
     let dir = tempfile::tempdir().unwrap();
-    let summary = synth(dir.path(), &["--rows", "20000", "--seed", "4", "--malformed-rate", "0.01", "--out", "d.parquet"]);
+    let summary =
+        synth(dir.path(), &["--rows", "20000", "--seed", "4", "--malformed-rate", "0.01", "--out", "d.parquet"]);
     let reader = SerializedFileReader::new(File::open(dir.path().join("d.parquet")).unwrap()).unwrap();
     let meta = reader.metadata();
     assert_eq!(meta.file_metadata().num_rows(), 20_000);
@@ -211,7 +215,8 @@ fn bad_settings_name_the_flag_or_file() {
 #[test]
 fn header_and_field_shapes_match_the_real_dump() {
     let real = shared_data("amazon-us-reviews-tsv/amazon_reviews_us_Electronics_v1_00.head10000.tsv");
-    let real_lines: Vec<String> = BufReader::new(File::open(real).unwrap()).lines().take(200).map(Result::unwrap).collect();
+    let real_lines: Vec<String> =
+        BufReader::new(File::open(real).unwrap()).lines().take(200).map(Result::unwrap).collect();
     assert_eq!(real_lines[0], HEADER, "the real dump's header changed?");
 
     let dir = tempfile::tempdir().unwrap();

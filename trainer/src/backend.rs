@@ -6,7 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::{Error, Result};
 
@@ -53,7 +53,7 @@ impl Backend {
 
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 
@@ -67,6 +67,60 @@ impl FromStr for Backend {
             other => Err(Error::UnknownBackend(other.to_owned(), Self::NAMES)),
         }
     }
+}
+
+/// What `revgen backends` reports for one backend.
+#[derive(Clone, Debug)]
+pub struct BackendReport {
+    pub backend: Backend,
+    pub built: bool,
+    /// Device specs this backend can use on this machine.
+    pub devices: Vec<String>,
+    /// Outcome of a small forward/backward check on the backend's CPU device.
+    pub check: Result<(), String>,
+}
+
+/// Every backend, whether it is built, which devices it sees, and whether a tiny autodiff step runs on it. The
+/// check loads the backend's native libraries, so a broken LibTorch install shows up here rather than mid-run.
+pub fn probe() -> Vec<BackendReport> {
+    [Backend::Flex, Backend::Tch]
+        .into_iter()
+        .map(|backend| {
+            let built = backend.is_built();
+            let devices = if built { available_devices(backend) } else { Vec::new() };
+            let check = if built { check(backend) } else { Err(Error::BackendNotBuilt(backend.name()).to_string()) };
+            BackendReport { backend, built, devices, check }
+        })
+        .collect()
+}
+
+fn available_devices(backend: Backend) -> Vec<String> {
+    let mut devices = vec!["cpu".to_owned()];
+    if backend == Backend::Tch {
+        devices.extend((0..cuda_device_count()).map(|i| format!("cuda:{i}")));
+    }
+    devices
+}
+
+#[cfg(feature = "tch")]
+fn cuda_device_count() -> usize {
+    usize::try_from(tch::Cuda::device_count()).unwrap_or(0)
+}
+
+#[cfg(not(feature = "tch"))]
+fn cuda_device_count() -> usize {
+    0
+}
+
+/// d/dx sum(x * x) at x = [1, 2, 3] must be [2, 4, 6].
+fn check(backend: Backend) -> Result<(), String> {
+    let device = backend.device("cpu").map_err(|e| e.to_string())?;
+    // x: [3]
+    let x = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0], [3]), &device).require_grad();
+    let grads = (x.clone() * x.clone()).sum().backward();
+    let grad = x.grad(&grads).ok_or("no gradient for x")?;
+    let grad: Vec<f32> = grad.into_data().try_to_vec().map_err(|e| format!("{e:?}"))?;
+    if grad == [2.0, 4.0, 6.0] { Ok(()) } else { Err(format!("gradient of sum(x*x) is {grad:?}, expected [2, 4, 6]")) }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,7 +155,6 @@ fn tch_device(_spec: DeviceSpec) -> Result<Device> {
 mod tests {
     use burn::nn::{Linear, LinearConfig};
     use burn::tensor::activation::gelu;
-    use burn::tensor::{Tensor, TensorData};
 
     use super::*;
 
@@ -120,8 +173,10 @@ mod tests {
     fn step(device: &Device) -> Step {
         let mut layer: Linear = LinearConfig::new(8, 5).init(device);
         // weight: [d_in=8, d_out=5], bias: [5]
-        layer.weight = layer.weight.map(|_| Tensor::from_data(TensorData::new(ramp(40, 0.05), [8, 5]), device));
-        layer.bias = layer.bias.map(|b| b.map(|_| Tensor::from_data(TensorData::new(ramp(5, 0.1), [5]), device)));
+        let weight = Tensor::from_data(TensorData::new(ramp(40, 0.05), [8, 5]), device).require_grad();
+        let bias = Tensor::from_data(TensorData::new(ramp(5, 0.1), [5]), device).require_grad();
+        layer.weight = layer.weight.map(|_| weight);
+        layer.bias = layer.bias.map(|b| b.map(|_| bias));
         // x: [batch=4, d_in=8]
         let x = Tensor::<2>::from_data(TensorData::new(ramp(32, 0.3), [4, 8]), device);
         let y = gelu(layer.forward(x)); // [4, 5]
@@ -130,12 +185,13 @@ mod tests {
         let weight_grad = layer.weight.grad(&grads).expect("weight grad");
         let bias_grad = layer.bias.as_ref().and_then(|b| b.grad(&grads)).expect("bias grad");
         Step {
-            loss: loss.into_data().to_vec::<f32>().expect("f32 loss")[0],
-            weight_grad: weight_grad.into_data().to_vec().expect("f32 grad"),
-            bias_grad: bias_grad.into_data().to_vec().expect("f32 grad"),
+            loss: loss.into_data().try_to_vec::<f32>().expect("f32 loss")[0],
+            weight_grad: weight_grad.into_data().try_to_vec().expect("f32 grad"),
+            bias_grad: bias_grad.into_data().try_to_vec().expect("f32 grad"),
         }
     }
 
+    #[cfg(feature = "tch")]
     fn assert_close(a: &[f32], b: &[f32], what: &str) {
         assert_eq!(a.len(), b.len(), "{what}: lengths differ");
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
@@ -165,7 +221,7 @@ mod tests {
             bias[0] += shift;
             let b = Tensor::<1>::from_data(TensorData::new(bias, [5]), &device);
             let y = gelu(x.matmul(w) + b.unsqueeze::<2>());
-            y.powi_scalar(2).mean().into_data().to_vec::<f32>().unwrap()[0]
+            y.powi_scalar(2).mean().into_data().try_to_vec::<f32>().unwrap()[0]
         };
         let numeric = (loss_at(eps) - loss_at(-eps)) / (2.0 * eps);
         assert!((numeric - analytic).abs() < 1e-3, "numeric {numeric} vs autodiff {analytic}");

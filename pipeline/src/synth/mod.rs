@@ -211,7 +211,7 @@ impl Generator {
         Generator { config, format, rng, emitted: 0, deck: Deck::default(), products, length_draws }
     }
 
-    fn product(&self, index: u64) -> (Product, &str) {
+    fn catalogue_entry(&self, index: u64) -> (Product, &str) {
         let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let category = &self.config.categories[(index % self.config.categories.len() as u64) as usize];
         (Product::draw(&mut rng), category)
@@ -232,7 +232,7 @@ impl Generator {
         let (helpful_votes, total_votes) = self.votes(helpful);
         // Popular products get most reviews: a skewed pick from the catalogue.
         let index = (self.products as f64 * self.rng.random::<f64>().powi(2)) as u64;
-        let (product, category) = self.product(index);
+        let (product, category) = self.catalogue_entry(index);
         let category = category.to_owned();
         let quirks = Quirks::draw(&mut self.rng);
         let len = self.body_length(star_rating, helpful);
@@ -283,8 +283,7 @@ impl Generator {
             return None;
         }
         // A typed Parquet column cannot hold a wrong field count; the other reasons have typed forms.
-        let reasons: &[Malformed] =
-            if self.format == Format::Parquet { &Malformed::ALL[1..] } else { &Malformed::ALL };
+        let reasons: &[Malformed] = if self.format == Format::Parquet { &Malformed::ALL[1..] } else { &Malformed::ALL };
         Some(reasons[self.rng.random_range(0..reasons.len())])
     }
 }

@@ -35,21 +35,76 @@ impl Quirks {
 }
 
 const BRANDS: &[&str] = &[
-    "Sonix", "Audiomax", "Kinetix", "Voltra", "Pixelon", "Cablex", "Nordvik", "Hoshi", "Brightline", "Tecmo", "Zentek",
-    "Lumo", "Arcwave", "Duracore", "Mobilis",
+    "Sonix",
+    "Audiomax",
+    "Kinetix",
+    "Voltra",
+    "Pixelon",
+    "Cablex",
+    "Nordvik",
+    "Hoshi",
+    "Brightline",
+    "Tecmo",
+    "Zentek",
+    "Lumo",
+    "Arcwave",
+    "Duracore",
+    "Mobilis",
 ];
 const PRODUCTS: &[&str] = &[
-    "Bluetooth Speaker", "Wireless Earbuds", "HDMI Cable", "USB Wall Charger", "Car Phone Mount", "Portable Power Bank",
-    "Over-Ear Headphones", "TV Antenna", "Surge Protector", "Micro SD Card", "Laptop Sleeve", "Wireless Mouse",
-    "Keyboard", "Webcam", "Tablet Case", "Ethernet Switch", "Soundbar", "Dash Cam", "Smart Plug", "Battery Pack",
+    "Bluetooth Speaker",
+    "Wireless Earbuds",
+    "HDMI Cable",
+    "USB Wall Charger",
+    "Car Phone Mount",
+    "Portable Power Bank",
+    "Over-Ear Headphones",
+    "TV Antenna",
+    "Surge Protector",
+    "Micro SD Card",
+    "Laptop Sleeve",
+    "Wireless Mouse",
+    "Keyboard",
+    "Webcam",
+    "Tablet Case",
+    "Ethernet Switch",
+    "Soundbar",
+    "Dash Cam",
+    "Smart Plug",
+    "Battery Pack",
 ];
 const SPECS: &[&str] = &[
-    "Black", "White", "6 ft", "10 Pack", "with Mic", "2nd Generation", "32GB", "Waterproof", "for iPhone and Android",
-    "Gold Plated", "Refurbished", "Dual Port", "1080p",
+    "Black",
+    "White",
+    "6 ft",
+    "10 Pack",
+    "with Mic",
+    "2nd Generation",
+    "32GB",
+    "Waterproof",
+    "for iPhone and Android",
+    "Gold Plated",
+    "Refurbished",
+    "Dual Port",
+    "1080p",
 ];
 const FEATURES: &[&str] = &[
-    "sound", "battery life", "build quality", "cable", "connector", "range", "bass", "price", "charging", "remote",
-    "manual", "volume", "fit", "screen", "buttons", "case",
+    "sound",
+    "battery life",
+    "build quality",
+    "cable",
+    "connector",
+    "range",
+    "bass",
+    "price",
+    "charging",
+    "remote",
+    "manual",
+    "volume",
+    "fit",
+    "screen",
+    "buttons",
+    "case",
 ];
 const GADGETS: &[&str] = &["phone", "laptop", "TV", "car", "tablet", "desktop", "Kindle", "iPad", "receiver"];
 const PEOPLE: &[&str] = &["wife", "husband", "son", "daughter", "dad", "mom", "office", "kids", "brother"];
@@ -135,22 +190,42 @@ const MULTIBYTE_FRAGMENTS: &[&str] = &[
 ];
 const LINE_BREAK: &str = "<br /><br />";
 
-/// Exact-length endings, indexed by length in characters: the body is cut at a word boundary and topped up with one
-/// of these, so no body ends in half a word.
-const ENDINGS: [&str; 13] = [
+/// Short closing sentences indexed by length in characters. The body ends at a sentence boundary and is topped up
+/// to its exact length with these, so no body ends in half a word or half a sentence.
+const CLOSERS: [&str; 14] = [
     "",
-    ".",
-    "..",
-    "...",
+    "!",
+    "!!",
+    " :)",
     " Ok.",
     " Meh.",
     " Done.",
     " Noted.",
     " Thanks.",
     " The end.",
-    " All good.",
+    " So there.",
     " Nuff said.",
-    " Just saying",
+    " That's all.",
+    " Just saying.",
+];
+
+/// Whole bodies for lengths too short for any sentence, indexed by length in characters.
+const SHORT_BODIES: [&str; 15] = [
+    "",
+    "K",
+    "ok",
+    "Ok.",
+    "Meh.",
+    "Fine.",
+    "So-so.",
+    "Not bad",
+    "It works",
+    "As shown.",
+    "Works okay",
+    "Works fine.",
+    "As described",
+    "It does work.",
+    "Just as shown.",
 ];
 
 /// One product in the synthetic catalogue, derived from its index alone so the catalogue needs no memory.
@@ -199,7 +274,15 @@ fn fill(template: &str, rng: &mut impl Rng, noun: &str) -> String {
             out.replace_range(at..at + slot.len(), words.choose(rng).expect("non-empty"));
         }
     }
-    out.replace("{product}", &noun.to_lowercase())
+    out.replace("{product}", &common_noun(noun))
+}
+
+/// "HDMI Cable" -> "HDMI cable": lower case inside a sentence, but acronyms stay as they are.
+fn common_noun(noun: &str) -> String {
+    let words = noun
+        .split(' ')
+        .map(|w| if w.chars().all(|c| c.is_ascii_uppercase()) { w.to_owned() } else { w.to_lowercase() });
+    words.collect::<Vec<_>>().join(" ")
 }
 
 pub fn headline(rng: &mut impl Rng, rating: u8, noun: &str, quirks: Quirks) -> String {
@@ -229,74 +312,54 @@ pub fn body(rng: &mut impl Rng, rating: u8, len: usize, noun: &str, quirks: Quir
         }
     }
 
-    let mut text = Text::default();
-    if quirks.leading_quote {
-        text.push_words(LEADING_QUOTE_BODIES.choose(rng).expect("non-empty"));
+    if len < SHORT_BODIES.len() && !quirks.leading_quote {
+        return SHORT_BODIES[len].to_owned();
     }
-    let mut sentence_no = 0;
-    while text.chars < len {
-        if sentence_no > 0 {
-            // Paragraph breaks come between sentences, the first one early so that short bodies show it too.
-            if quirks.line_breaks && (sentence_no == 1 || rng.random_bool(0.2)) {
-                text.push_unit(LINE_BREAK);
-            } else {
-                text.push_unit(" ");
-            }
-        }
-        let sentence = match special.pop() {
-            Some(fragment) if sentence_no > 0 || !quirks.leading_quote => fragment.to_owned(),
-            other => {
-                special.extend(other);
-                fill(sentences.choose(rng).expect("non-empty"), rng, noun)
-            }
+    let mut text = String::new();
+    if quirks.leading_quote {
+        text.push_str(LEADING_QUOTE_BODIES.choose(rng).expect("non-empty"));
+    }
+    let mut chars = text.chars().count();
+    let mut sentence_no = usize::from(!text.is_empty());
+    loop {
+        // Paragraph breaks come between sentences, the first one early so that short bodies show it too.
+        let separator = match sentence_no {
+            0 => "",
+            _ if quirks.line_breaks && (sentence_no == 1 || rng.random_bool(0.2)) => LINE_BREAK,
+            _ => " ",
         };
-        text.push_words(&sentence);
+        let budget = len.saturating_sub(chars + separator.len());
+        let sentence = match special.last() {
+            Some(fragment) if fragment.chars().count() <= budget => special.pop().map(str::to_owned),
+            _ => (0..8)
+                .map(|_| fill(sentences.choose(rng).expect("non-empty"), rng, noun))
+                .find(|s| s.chars().count() <= budget),
+        };
+        let Some(sentence) = sentence else { break };
+        text.push_str(separator);
+        text.push_str(&sentence);
+        chars += separator.len() + sentence.chars().count();
         sentence_no += 1;
     }
-    text.cut_to(len)
+    close(text, chars, len)
 }
 
-/// Text being built, with the character offsets where it can be cut cleanly (after a whole word or tag).
-#[derive(Default)]
-struct Text {
-    buf: String,
-    chars: usize,
-    /// (chars, bytes) after each whole unit.
-    cuts: Vec<(usize, usize)>,
-}
-
-impl Text {
-    fn push_unit(&mut self, unit: &str) {
-        self.buf.push_str(unit);
-        self.chars += unit.chars().count();
-        self.cuts.push((self.chars, self.buf.len()));
+/// Tops `text` (`chars` characters long) up to exactly `len` characters with closing sentences.
+fn close(mut text: String, mut chars: usize, len: usize) -> String {
+    let longest = CLOSERS.len() - 1;
+    while chars < len {
+        let gap = len - chars;
+        // Leave either nothing or at least a four-character closer for the next round.
+        let take = if gap <= longest { gap } else { (gap - 4).min(longest) };
+        text.push_str(CLOSERS[take]);
+        chars += take;
     }
-
-    fn push_words(&mut self, sentence: &str) {
-        for (i, word) in sentence.split(' ').enumerate() {
-            if i > 0 {
-                self.buf.push(' ');
-                self.chars += 1;
-            }
-            self.push_unit(word);
-        }
+    if chars > len {
+        // Only a leading-quote opening can overshoot a very short length; cut it on a character boundary.
+        let bytes = text.char_indices().nth(len).map_or(text.len(), |(i, _)| i);
+        text.truncate(bytes);
     }
-
-    fn cut_to(mut self, len: usize) -> String {
-        let max_gap = ENDINGS.len() - 1;
-        match self.cuts.iter().rev().find(|&&(chars, _)| chars <= len) {
-            Some(&(chars, bytes)) if len - chars <= max_gap => {
-                self.buf.truncate(bytes);
-                self.buf.push_str(ENDINGS[len - chars]);
-            }
-            // Shorter than the first word: cut inside it, on a character boundary.
-            _ => {
-                let bytes = self.buf.char_indices().nth(len).map_or(self.buf.len(), |(i, _)| i);
-                self.buf.truncate(bytes);
-            }
-        }
-        self.buf
-    }
+    text
 }
 
 #[cfg(test)]
@@ -307,9 +370,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn endings_have_their_index_as_length() {
-        for (i, ending) in ENDINGS.iter().enumerate() {
-            assert_eq!(ending.chars().count(), i, "{ending:?}");
+    fn tables_are_indexed_by_length() {
+        for table in [&CLOSERS[..], &SHORT_BODIES[..]] {
+            for (i, text) in table.iter().enumerate() {
+                assert_eq!(text.chars().count(), i, "{text:?}");
+            }
         }
     }
 

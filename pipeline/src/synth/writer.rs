@@ -55,7 +55,9 @@ fn write_to(tmp: &Path, format: Format, layout: JsonLayout, rows: impl Iterator<
             let gz = GzEncoder::new(BufWriter::new(file), GzLevel::new(6));
             write_lines(tmp, gz, Some(&TSV_HEADER), rows, tsv_line)
         }
-        Format::JsonLines => write_lines(tmp, BufWriter::new(file), None, rows, |row, line| json_line(row, layout, line)),
+        Format::JsonLines => {
+            write_lines(tmp, BufWriter::new(file), None, rows, |row, line| json_line(row, layout, line))
+        }
         Format::Parquet => write_parquet(tmp, file, rows),
     }
 }
@@ -123,7 +125,7 @@ fn tsv_line(row: &Row, line: &mut String) {
     match row.malformed {
         None => {}
         // Half lose the last field, half have a stray tab in the body: 14 or 16 fields.
-        Some(Malformed::FieldCount) if row.variant % 2 == 0 => {
+        Some(Malformed::FieldCount) if row.variant.is_multiple_of(2) => {
             fields.pop();
         }
         Some(Malformed::FieldCount) => fields[13] = fields[13].replacen(' ', "\t", 1) + "\tstray",
@@ -156,7 +158,9 @@ fn json_line(row: &Row, layout: JsonLayout, line: &mut String) {
     let mut votes = json!(r.helpful_votes);
     match row.malformed {
         Some(Malformed::StarRatingNotNumeric) => rating = json!(pick(row, &["five", "N/A", "4 stars"])),
-        Some(Malformed::StarRatingOutOfRange) => rating = json!(pick(row, &["0", "6", "-1", "10"]).parse::<f64>().unwrap_or(0.0)),
+        Some(Malformed::StarRatingOutOfRange) => {
+            rating = json!(pick(row, &["0", "6", "-1", "10"]).parse::<f64>().unwrap_or(0.0))
+        }
         Some(Malformed::VotesNotNumeric) => votes = json!(pick(row, &["one", "lots", "NaN"])),
         _ => {}
     }
