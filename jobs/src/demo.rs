@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use revgen_pipeline::synth::{self, MEAN_CHARS_ALL, MEAN_CHARS_HELPFUL, STAR_COUNTS, SynthConfig, SynthSummary};
 
@@ -44,7 +44,7 @@ impl DemoReport {
     pub fn render(&self) -> String {
         let d = &self.dump;
         let mut out = String::new();
-        let _ = writeln!(out, "1. synthetic dump: {}", display(&d.path));
+        let _ = writeln!(out, "1. synthetic dump: {}", d.path.display());
         let _ = writeln!(
             out,
             "   {} rows ({} valid, {} malformed), {:.1} MiB {}",
@@ -55,19 +55,22 @@ impl DemoReport {
             d.format
         );
         let total_target: u64 = STAR_COUNTS.iter().sum();
-        let _ = writeln!(out, "   rating  share (target)   mean chars all (target)   helpful (target)");
+        let row = |out: &mut String, cells: [&str; 4]| {
+            let _ = writeln!(out, "   {:<6}  {:<15}  {:<20}  {}", cells[0], cells[1], cells[2], cells[3]);
+        };
+        row(&mut out, ["rating", "share (target)", "mean chars (target)", "helpful mean chars (target)"]);
         for rating in 1..=5u8 {
             let i = rating as usize - 1;
             let share = d.reviews_per_rating[&rating] as f64 / d.valid.max(1) as f64;
-            let _ = writeln!(
-                out,
-                "   {rating}       {:5.1}% ({:5.1}%)  {:7.1} ({:5.0})           {:7.1} ({:5.0})",
-                100.0 * share,
-                100.0 * STAR_COUNTS[i] as f64 / total_target as f64,
-                d.mean_body_chars[&rating],
-                MEAN_CHARS_ALL[i],
-                d.mean_body_chars_helpful[&rating],
-                MEAN_CHARS_HELPFUL[i],
+            let target_share = STAR_COUNTS[i] as f64 / total_target as f64;
+            row(
+                &mut out,
+                [
+                    &rating.to_string(),
+                    &format!("{:.1}% ({:.1}%)", 100.0 * share, 100.0 * target_share),
+                    &format!("{:.1} ({:.0})", d.mean_body_chars[&rating], MEAN_CHARS_ALL[i]),
+                    &format!("{:.1} ({:.0})", d.mean_body_chars_helpful[&rating], MEAN_CHARS_HELPFUL[i]),
+                ],
             );
         }
         let _ = writeln!(
@@ -78,10 +81,6 @@ impl DemoReport {
         );
         out
     }
-}
-
-fn display(path: &Path) -> String {
-    path.display().to_string()
 }
 
 #[cfg(test)]

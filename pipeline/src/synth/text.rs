@@ -346,6 +346,11 @@ pub fn body(rng: &mut impl Rng, rating: u8, len: usize, noun: &str, quirks: Quir
 
 /// Tops `text` (`chars` characters long) up to exactly `len` characters with closing sentences.
 fn close(mut text: String, mut chars: usize, len: usize) -> String {
+    if text.is_empty() {
+        // No sentence fitted: open with the longest short body, since closers start with a space.
+        text.push_str(SHORT_BODIES[SHORT_BODIES.len() - 1]);
+        chars = SHORT_BODIES.len() - 1;
+    }
     let longest = CLOSERS.len() - 1;
     while chars < len {
         let gap = len - chars;
@@ -395,6 +400,7 @@ mod tests {
                 let body = body(&mut rng, (len % 5 + 1) as u8, len, "Soundbar", quirks);
                 assert_eq!(body.chars().count(), len, "{body:?}");
                 assert!(!body.contains(['\t', '\n', '\r']), "{body:?}");
+                assert!(!body.starts_with(' '), "{body:?}");
             }
         }
     }
