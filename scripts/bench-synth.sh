@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Throughput and peak memory of `revgen synth` at growing sizes: memory must stay flat (it streams).
 #   scripts/bench-synth.sh [ROWS...]      default: 100000 1000000 10000000
-# Builds the release binary first. Output files go to a temp dir that is removed afterwards.
+# Builds the release binary first, unless REVGEN_BIN names one. Output files go to a temp dir that is removed
+# afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-bin="${CARGO_TARGET_DIR:-target}/release/revgen"
+bin="${REVGEN_BIN:-}"
+if [ -z "$bin" ]; then
+    cargo build --release --quiet
+    bin="${CARGO_TARGET_DIR:-target}/release/revgen"
+fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 [ $# -gt 0 ] || set -- 100000 1000000 10000000
