@@ -131,16 +131,26 @@ fn tsv_line(row: &Row, line: &mut String) {
         Some(Malformed::FieldCount) => fields[13] = fields[13].replacen(' ', "\t", 1) + "\tstray",
         Some(Malformed::StarRatingNotNumeric) => fields[7] = pick(row, &["five", "N/A", "4 stars", "★★★"]).to_owned(),
         Some(Malformed::VotesNotNumeric) => {
-            let column = 8 + (row.variant as usize / 7) % 2;
+            let column = 8 + spoiled_vote_column(row);
             fields[column] = pick(row, &["one", "1,024", "NaN", "-"]).to_owned();
         }
-        Some(Malformed::StarRatingOutOfRange) => fields[7] = pick(row, &["0", "6", "-1", "10"]).to_owned(),
+        Some(Malformed::StarRatingOutOfRange) => fields[7] = out_of_range_rating(row).to_string(),
     }
     line.push_str(&fields.join("\t"));
 }
 
 /// Header line of the TSV formats.
 static TSV_HEADER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| COLUMNS.join("\t"));
+
+/// The star rating a row spoiled with `StarRatingOutOfRange` carries, the same in every format.
+fn out_of_range_rating(row: &Row) -> i32 {
+    [0, 6, -1, 10][row.variant as usize % 4]
+}
+
+/// Which vote count a row spoiled with `VotesNotNumeric` loses: 0 for helpful_votes, 1 for total_votes.
+fn spoiled_vote_column(row: &Row) -> usize {
+    (row.variant as usize / 7) % 2
+}
 
 fn pick<'a>(row: &Row, choices: &[&'a str]) -> &'a str {
     choices[row.variant as usize % choices.len()]
@@ -158,9 +168,7 @@ fn json_line(row: &Row, layout: JsonLayout, line: &mut String) {
     let mut votes = json!(r.helpful_votes);
     match row.malformed {
         Some(Malformed::StarRatingNotNumeric) => rating = json!(pick(row, &["five", "N/A", "4 stars"])),
-        Some(Malformed::StarRatingOutOfRange) => {
-            rating = json!(pick(row, &["0", "6", "-1", "10"]).parse::<f64>().unwrap_or(0.0))
-        }
+        Some(Malformed::StarRatingOutOfRange) => rating = json!(f64::from(out_of_range_rating(row))),
         Some(Malformed::VotesNotNumeric) => votes = json!(pick(row, &["one", "lots", "NaN"])),
         _ => {}
     }
@@ -347,8 +355,8 @@ impl ParquetBatch {
         let mut ints = [Some(i32::from(r.star_rating)), Some(r.helpful_votes as i32), Some(r.total_votes as i32)];
         match row.malformed {
             Some(Malformed::StarRatingNotNumeric) => ints[0] = None,
-            Some(Malformed::StarRatingOutOfRange) => ints[0] = Some([0, 6, -1, 10][row.variant as usize % 4]),
-            Some(Malformed::VotesNotNumeric) => ints[1 + (row.variant as usize / 7) % 2] = None,
+            Some(Malformed::StarRatingOutOfRange) => ints[0] = Some(out_of_range_rating(row)),
+            Some(Malformed::VotesNotNumeric) => ints[1 + spoiled_vote_column(row)] = None,
             Some(Malformed::FieldCount) | None => {}
         }
         for (builder, value) in self.ints.iter_mut().zip(ints) {
