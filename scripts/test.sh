@@ -49,10 +49,12 @@ cargo fmt --all --check
 phase "cargo clippy --all-targets -D warnings (default features)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-phase "cargo test (default features: the pure-Rust build the demo uses)"
-cargo test --workspace --locked
+phase "cargo test --no-run (default features: the pure-Rust build the demo uses)"
+cargo test --workspace --locked --no-run
 
-phase "waiting for LibTorch"
+# The transformers cross-checks (tokenizer parity, export round trip) run the venv's python, so the venv must be
+# ready before any test runs.
+phase "waiting for LibTorch + transformers"
 if ! wait $torch_setup; then
     echo "scripts/setup-libtorch.sh failed:"
     cat "$REVGEN_CACHE/setup-libtorch.log"
@@ -60,6 +62,10 @@ if ! wait $torch_setup; then
 fi
 # shellcheck disable=SC1091
 source "$REVGEN_CACHE/torch.env"
+export REVGEN_PYTHON="$REVGEN_TORCH_VENV/bin/python"
+
+phase "cargo test (default features)"
+cargo test --workspace --locked
 
 # No LD_LIBRARY_PATH on purpose: the binaries must find libtorch through their rpath.
 phase "cargo test --features tch (LibTorch CPU)"

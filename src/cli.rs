@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use revgen_jobs::demo::DemoConfig;
 use revgen_pipeline::dump::JsonLayout;
 use revgen_pipeline::synth::SynthConfig;
+use revgen_trainer::backend::Backend;
 
 /// Fine-tune GPT-2 to write product reviews conditioned on a star rating and a headline.
 ///
@@ -25,6 +26,90 @@ pub enum Command {
     Demo(DemoArgs),
     /// Write a realistic synthetic Amazon Customer Reviews dump (.tsv, .tsv.gz, .parquet, .jsonl).
     Synth(SynthArgs),
+    /// Print the GPT-2 token ids of a text.
+    Tokenize(TokenizeArgs),
+    /// Score a text under a model: tokens, mean next-token loss in nats and perplexity, as JSON.
+    Score(ScoreArgs),
+    /// Write a model or checkpoint as an HF model directory that transformers loads.
+    Export(ExportArgs),
+}
+
+/// Which model: an HF model directory or a preset, and how to start it.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// An HF model directory (config.json, model.safetensors, tokenizer files) or a preset: tiny, gpt2,
+    /// gpt2-medium, gpt2-large, gpt2-xl. Presets are read from the HF hub cache or downloaded; `tiny` is random.
+    #[arg(long, default_value = "gpt2")]
+    pub model: String,
+    /// Start from GPT-2's random initialisation instead of the pretrained weights.
+    #[arg(long)]
+    pub from_scratch: bool,
+    /// Seed of the random initialisation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DeviceArgs {
+    /// Compute backend: flex (pure Rust, always built) or tch (LibTorch; needs `--features tch`).
+    #[arg(long, default_value_t = default_backend())]
+    pub backend: Backend,
+    /// cpu, cuda or cuda:N (cuda needs the tch backend).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// LibTorch when the binary has it, since that is why it was built that way.
+fn default_backend() -> Backend {
+    if Backend::Tch.is_built() { Backend::Tch } else { Backend::Flex }
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["text", "file"])))]
+pub struct TokenizeArgs {
+    /// A model directory with tokenizer files, or a preset (all presets share GPT-2's tokenizer).
+    #[arg(long, default_value = "gpt2")]
+    pub model: String,
+    /// Print a JSON array of {id, token} instead of space-separated ids.
+    #[arg(long, conflicts_with = "file")]
+    pub json: bool,
+    /// Tokenize each line of this file (without its newline): one line of ids per line.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["text", "file"])))]
+pub struct ScoreArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// A checkpoint or HF model directory whose weights replace --model's.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// The text to score.
+    #[arg(long)]
+    pub text: Option<String>,
+    /// A file whose whole content is scored as one text.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Also list each predicted token with its loss.
+    #[arg(long)]
+    pub per_token: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// A checkpoint or HF model directory to export instead of --model.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Output directory; files in it with the same names are replaced.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -2,5 +2,6 @@
 //! would otherwise link the full stack again); the modules below are its parts.
 
 mod cli;
+mod model;
 mod support;
 mod synth;

@@ -30,17 +30,19 @@ impl Backend {
         }
     }
 
-    /// The device named by `spec` (`cpu`, `cuda`, `cuda:N`) on this backend, with autodiff enabled so that the same
-    /// device serves training and inference.
+    /// The device named by `spec` (`cpu`, `cuda`, `cuda:N`) on this backend, with autodiff, for training.
     pub fn device(self, spec: &str) -> Result<Device> {
-        let device = match (self, parse_device(spec)) {
-            (Backend::Flex, Some(DeviceSpec::Cpu)) => Device::flex(),
-            (Backend::Tch, Some(spec)) => tch_device(spec)?,
-            (backend, _) => {
-                return Err(Error::UnknownDevice { backend: backend.name(), device: spec.to_owned() });
-            }
-        };
-        Ok(device.autodiff())
+        Ok(self.inference_device(spec)?.autodiff())
+    }
+
+    /// The device named by `spec` without autodiff: no graph is recorded, and fused kernels (LibTorch's SDPA
+    /// attention) are used. For scoring and generation.
+    pub fn inference_device(self, spec: &str) -> Result<Device> {
+        match (self, parse_device(spec)) {
+            (Backend::Flex, Some(DeviceSpec::Cpu)) => Ok(Device::flex()),
+            (Backend::Tch, Some(spec)) => tch_device(spec),
+            (backend, _) => Err(Error::UnknownDevice { backend: backend.name(), device: spec.to_owned() }),
+        }
     }
 
     pub fn name(self) -> &'static str {

@@ -1,3 +1,5 @@
+use std::path::{Path, PathBuf};
+
 use thiserror::Error;
 
 /// Everything the trainer can fail with.
@@ -9,6 +11,42 @@ pub enum Error {
     BackendNotBuilt(&'static str),
     #[error("unknown device {device:?} for backend {backend}: expected `cpu` or `cuda:N`")]
     UnknownDevice { backend: &'static str, device: String },
+
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: invalid JSON: {source}", path.display())]
+    Json { path: PathBuf, source: serde_json::Error },
+    #[error("{}: {reason}", path.display())]
+    InvalidConfig { path: PathBuf, reason: String },
+    #[error("invalid model configuration: {0}")]
+    InvalidModel(String),
+
+    #[error("{}: {reason}", path.display())]
+    Weights { path: PathBuf, reason: String },
+    #[error("{}: tensor {name}: {reason}", path.display())]
+    Tensor { path: PathBuf, name: String, reason: String },
+    #[error("{}: missing tensor {name} (expected shape {shape:?})", path.display())]
+    MissingTensor { path: PathBuf, name: String, shape: Vec<usize> },
+
+    #[error("model {spec:?} is not available offline: {reason}. Put these files in a directory and pass it as \
+             --model DIR: {}", files.join(", "))]
+    ModelUnavailable { spec: String, reason: String, files: Vec<&'static str> },
+    #[error("downloading {url}: {reason}")]
+    Download { url: String, reason: String },
+
+    #[error("tokenizer {}: {reason}", path.display())]
+    Tokenizer { path: PathBuf, reason: String },
+    #[error("{tokens} tokens do not fit the model's context of {n_positions}")]
+    ContextOverflow { tokens: usize, n_positions: usize },
+    #[error("scoring needs at least 2 tokens, got {0}")]
+    TooFewTokens(usize),
+}
+
+impl Error {
+    /// Wraps an `io::Error` with the path it concerns: `.map_err(Error::io(path))`.
+    pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+        move |source| Error::Io { path: path.to_owned(), source }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -2,6 +2,12 @@
 //! loader, the training loop, checkpoints and generation. The CLI only picks a backend and a device here.
 
 pub mod backend;
+pub mod config;
 mod error;
+pub mod hub;
+pub mod model;
+pub mod score;
+pub mod tokenizer;
+pub mod weights;
 
 pub use error::{Error, Result};

@@ -1,0 +1,127 @@
+//! GPU check for the device machine (scripts/gpu-check.sh builds it here and runs it there).
+//!
+//! 1. Parity: the tiny fixture's logits, KV-cache logits and loss on `cuda:0` against transformers' reference.
+//! 2. Throughput of the same model code on CUDA, f32: forward (inference device) and forward+backward (training
+//!    device) in tokens/s for GPT-2 124M and 355M at batch × 1024 tokens, and KV-cache decoding in tokens/s.
+//!
+//! Prints one JSON object per line.
+
+use std::path::Path;
+use std::time::Instant;
+
+use burn::tensor::{Device, Tensor};
+use revgen_trainer::backend::Backend;
+use revgen_trainer::config::Config;
+use revgen_trainer::hub::ModelSource;
+use revgen_trainer::model::{Gpt2, KvCache, host_values, ids_tensor};
+use safetensors::SafeTensors;
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    host_values(t)
+}
+
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn parity(fixture: &Path, device: &Device) {
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.join("reference.json")).unwrap()).unwrap();
+    let bytes = std::fs::read(fixture.join("reference.safetensors")).unwrap();
+    let expected = SafeTensors::deserialize(&bytes).unwrap();
+    let source = ModelSource::resolve(&fixture.to_string_lossy(), false).unwrap();
+    let model = source.load(device, 0).unwrap();
+    let vocab = source.config.vocab_size;
+    let step = reference["column_step"].as_u64().unwrap() as usize;
+    let (mut logit_diff, mut kv_diff, mut loss_rel) = (0f32, 0f32, 0f64);
+    for (i, text) in reference["texts"].as_array().unwrap().iter().enumerate() {
+        let ids: Vec<u32> = text["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let logits = values(model.forward(ids_tensor(&ids, 1, device)));
+        let picked: Vec<f32> = logits.chunks(vocab).flat_map(|r| r.iter().step_by(step).copied()).collect();
+        logit_diff = logit_diff.max(max_abs_diff(&picked, &f32s(expected.tensor(&format!("logits.{i}")).unwrap().data())));
+        let mut cache = KvCache::new();
+        let mut incremental = Vec::new();
+        for &id in &ids {
+            incremental.extend(values(model.forward_cached(ids_tensor(&[id], 1, device), &mut cache).unwrap()));
+        }
+        kv_diff = kv_diff.max(max_abs_diff(&incremental, &logits));
+        if let Some(loss) = text["loss"].as_f64() {
+            let losses = revgen_trainer::score::next_token_losses(&model, &ids, device).unwrap();
+            let mean = losses.iter().map(|&l| f64::from(l)).sum::<f64>() / losses.len() as f64;
+            loss_rel = loss_rel.max(((mean - loss) / loss).abs());
+        }
+    }
+    let ok = logit_diff <= 1e-4 && kv_diff <= 1e-4 && loss_rel <= 1e-5;
+    println!(
+        "{}",
+        serde_json::json!({"check": "parity", "device": format!("{device:?}"), "max_logit_diff": logit_diff,
+            "max_kv_cache_diff": kv_diff, "max_loss_rel_diff": loss_rel, "ok": ok})
+    );
+}
+
+/// Tokens/s of `f` over `iters` runs after one warm-up; `f` must block until the device is done.
+fn time<F: FnMut()>(iters: usize, tokens_per_iter: usize, mut f: F) -> f64 {
+    f();
+    let start = Instant::now();
+    for _ in 0..iters {
+        f();
+    }
+    (iters * tokens_per_iter) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn throughput(preset: &str, batch: usize, cuda: &str) {
+    let config = Config::preset(preset).unwrap();
+    let seq = config.n_positions;
+    let ids: Vec<u32> = (0..batch * seq).map(|i| (i * 7919 % 50000) as u32).collect();
+
+    let device = Backend::Tch.inference_device(cuda).unwrap();
+    let model = Gpt2::init(&config, &device, 0).unwrap();
+    let forward = time(5, batch * seq, || {
+        let logits = model.forward(ids_tensor(&ids, batch, &device));
+        let _ = values(logits.slice([0..1, 0..1, 0..1])); // sync
+    });
+    let prompt = &ids[..16];
+    let decode = time(1, 128, || {
+        let mut cache = KvCache::new();
+        let mut logits = model.forward_cached(ids_tensor(prompt, 1, &device), &mut cache).unwrap();
+        for _ in 0..128 {
+            let [_, t, _] = logits.dims();
+            let next = logits.slice([0..1, t - 1..t]).argmax(2).reshape([1, 1]); // [1, 1]
+            logits = model.forward_cached(next, &mut cache).unwrap();
+        }
+        let _ = values(logits.slice([0..1, 0..1, 0..1]));
+    });
+    drop(model);
+
+    let train_device = Backend::Tch.device(cuda).unwrap();
+    let model = Gpt2::init(&config, &train_device, 0).unwrap();
+    let inputs = ids_tensor(&ids, batch, &train_device);
+    let train = time(5, batch * seq, || {
+        let loss = model.loss(inputs.clone(), inputs.clone());
+        let grads = loss.backward();
+        let g = model.wte.weight.grad(&grads).expect("wte grad");
+        let _ = values(g.slice([0..1, 0..1])); // sync
+    });
+    println!(
+        "{}",
+        serde_json::json!({"check": "throughput", "model": preset, "params": config.num_params(), "batch": batch,
+            "seq": seq, "dtype": "f32", "forward_tokens_per_s": forward.round(),
+            "forward_backward_tokens_per_s": train.round(), "kv_decode_tokens_per_s": decode.round()})
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let fixture = Path::new(args.get(1).map(String::as_str).unwrap_or("trainer/tests/fixtures/tiny-gpt2"));
+    let cuda = "cuda:0";
+    parity(fixture, &Backend::Tch.inference_device(cuda).unwrap());
+    parity(fixture, &Backend::Tch.device(cuda).unwrap());
+    for (preset, batch) in [("gpt2", 8), ("gpt2-medium", 8)] {
+        throughput(preset, batch, cuda);
+    }
+}

@@ -1,0 +1,421 @@
+//! GPT-2 (Radford et al. 2019) in burn, in the spirit of nanoGPT's model.py: learned positional embeddings,
+//! pre-LayerNorm blocks, tanh-approximated GELU, causal self-attention, a final LayerNorm and an output projection
+//! tied to the token embedding. The same code runs on every burn backend (flex, LibTorch CPU or CUDA).
+//!
+//! Parameter names and layouts are HF's (`h.3.attn.c_attn.weight`, ...), so import and export are a name-for-name
+//! copy. HF stores `Conv1D` weights as `[in, out]`, which is burn's `Linear` row layout: no weight is transposed.
+
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
+use burn::tensor::activation::{gelu_approximate, log_softmax, softmax};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::Config;
+use crate::{Error, Result};
+
+/// Supplies each parameter by its HF name and shape: from a weights file, or from a random initialisation.
+pub trait WeightSource {
+    fn tensor(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>>;
+}
+
+#[derive(Module, Debug)]
+pub struct Gpt2 {
+    /// Token embedding `[vocab, d]`, also the output projection (tied `lm_head`).
+    pub wte: Embedding,
+    /// Positional embedding `[n_positions, d]`.
+    pub wpe: Embedding,
+    pub h: Vec<Block>,
+    pub ln_f: LayerNorm,
+}
+
+#[derive(Module, Debug)]
+pub struct Block {
+    pub ln_1: LayerNorm,
+    pub attn: Attention,
+    pub ln_2: LayerNorm,
+    pub mlp: Mlp,
+}
+
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// Fused query/key/value projection `[d, 3d]`.
+    pub c_attn: Linear,
+    pub c_proj: Linear,
+    pub n_head: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub c_fc: Linear,
+    pub c_proj: Linear,
+}
+
+/// Keys and values of the tokens seen so far, one entry per layer, so that generation runs each new token through
+/// the model once instead of re-reading the whole prefix.
+#[derive(Clone, Debug, Default)]
+pub struct KvCache {
+    /// Per layer: keys and values `[batch, n_head, len, head_dim]`.
+    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    len: usize,
+}
+
+impl KvCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Tokens held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Gpt2 {
+    /// Builds the model from `source`, asking for every parameter by its HF name.
+    pub fn build(config: &Config, device: &Device, source: &mut dyn WeightSource) -> Result<Self> {
+        config.validate().map_err(Error::InvalidModel)?;
+        let (d, v) = (config.n_embd, config.vocab_size);
+        let mut param = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+            let values = source.tensor(name, shape)?;
+            debug_assert_eq!(values.len(), shape.iter().product::<usize>());
+            Ok(values)
+        };
+        let wte = embedding(param("wte.weight", &[v, d])?, [v, d], device);
+        let wpe = embedding(param("wpe.weight", &[config.n_positions, d])?, [config.n_positions, d], device);
+        let mut h = Vec::with_capacity(config.n_layer);
+        for i in 0..config.n_layer {
+            let mut linear = |name: &str, d_in: usize, d_out: usize| -> Result<Linear> {
+                let w = param(&format!("h.{i}.{name}.weight"), &[d_in, d_out])?;
+                let b = param(&format!("h.{i}.{name}.bias"), &[d_out])?;
+                Ok(linear(w, b, [d_in, d_out], device))
+            };
+            let attn = Attention {
+                c_attn: linear("attn.c_attn", d, 3 * d)?,
+                c_proj: linear("attn.c_proj", d, d)?,
+                n_head: config.n_head,
+            };
+            let mlp = Mlp { c_fc: linear("mlp.c_fc", d, 4 * d)?, c_proj: linear("mlp.c_proj", 4 * d, d)? };
+            let mut norm = |name: &str| -> Result<LayerNorm> {
+                let g = param(&format!("h.{i}.{name}.weight"), &[d])?;
+                let b = param(&format!("h.{i}.{name}.bias"), &[d])?;
+                Ok(layer_norm(g, b, config.layer_norm_epsilon, device))
+            };
+            let ln_1 = norm("ln_1")?;
+            let ln_2 = norm("ln_2")?;
+            h.push(Block { ln_1, attn, ln_2, mlp });
+        }
+        let ln_f =
+            layer_norm(param("ln_f.weight", &[d])?, param("ln_f.bias", &[d])?, config.layer_norm_epsilon, device);
+        Ok(Gpt2 { wte, wpe, h, ln_f })
+    }
+
+    /// A randomly initialised model with GPT-2's initialisation (as in HF and nanoGPT): weights N(0, 0.02), the
+    /// residual projections N(0, 0.02/sqrt(2·n_layer)), biases 0, LayerNorms 1 and 0. The values are drawn on the
+    /// host from `seed`, so every backend starts from the same parameters.
+    pub fn init(config: &Config, device: &Device, seed: u64) -> Result<Self> {
+        Self::build(config, device, &mut RandomInit::new(config, seed))
+    }
+
+    /// Every parameter under its HF name, in [`Self::build`]'s order.
+    pub fn named_tensors(&self) -> Vec<(String, Tensor<2>)> {
+        let row = |t: Tensor<1>| t.unsqueeze::<2>();
+        let mut out = vec![("wte.weight".to_owned(), self.wte.weight.val()), ("wpe.weight".to_owned(), self.wpe.weight.val())];
+        let push_linear = |out: &mut Vec<_>, name: String, l: &Linear| {
+            out.push((format!("{name}.weight"), l.weight.val()));
+            out.push((format!("{name}.bias"), row(l.bias.as_ref().expect("GPT-2 linears have a bias").val())));
+        };
+        let push_norm = |out: &mut Vec<_>, name: String, n: &LayerNorm| {
+            out.push((format!("{name}.weight"), row(n.gamma.val())));
+            out.push((format!("{name}.bias"), row(n.beta.as_ref().expect("GPT-2 LayerNorms have a bias").val())));
+        };
+        for (i, block) in self.h.iter().enumerate() {
+            push_norm(&mut out, format!("h.{i}.ln_1"), &block.ln_1);
+            push_linear(&mut out, format!("h.{i}.attn.c_attn"), &block.attn.c_attn);
+            push_linear(&mut out, format!("h.{i}.attn.c_proj"), &block.attn.c_proj);
+            push_norm(&mut out, format!("h.{i}.ln_2"), &block.ln_2);
+            push_linear(&mut out, format!("h.{i}.mlp.c_fc"), &block.mlp.c_fc);
+            push_linear(&mut out, format!("h.{i}.mlp.c_proj"), &block.mlp.c_proj);
+        }
+        push_norm(&mut out, "ln_f".to_owned(), &self.ln_f);
+        out
+    }
+
+    pub fn n_positions(&self) -> usize {
+        self.wpe.weight.dims()[0]
+    }
+
+    /// Logits for every position of `ids`.
+    ///
+    /// ids: `[batch, seq]` → logits `[batch, seq, vocab]`
+    pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        self.forward_inner(ids, None)
+    }
+
+    /// Like [`Self::forward`] for the tokens that follow those already in `cache`, which it extends. Feeding a
+    /// sequence in pieces gives the same logits as feeding it whole.
+    pub fn forward_cached(&self, ids: Tensor<2, Int>, cache: &mut KvCache) -> Result<Tensor<3>> {
+        let [_, t] = ids.dims();
+        if cache.len + t > self.n_positions() {
+            return Err(Error::ContextOverflow { tokens: cache.len + t, n_positions: self.n_positions() });
+        }
+        if cache.layers.is_empty() {
+            cache.layers = vec![None; self.h.len()];
+        }
+        Ok(self.forward_inner(ids, Some(cache)))
+    }
+
+    fn forward_inner(&self, ids: Tensor<2, Int>, mut cache: Option<&mut KvCache>) -> Tensor<3> {
+        let [b, t] = ids.dims();
+        let past = cache.as_ref().map_or(0, |c| c.len);
+        let device = ids.device();
+        let positions = Tensor::<1, Int>::arange(past as i64..(past + t) as i64, &device).unsqueeze::<2>(); // [1, t]
+        let mut x = self.wte.forward(ids) + self.wpe.forward(positions); // [b, t, d]
+        for (i, block) in self.h.iter().enumerate() {
+            let layer = cache.as_mut().map(|c| &mut c.layers[i]);
+            x = block.forward(x, layer);
+        }
+        if let Some(cache) = cache {
+            cache.len += t;
+        }
+        let x = self.ln_f.forward(x); // [b, t, d]
+        let [vocab, d] = self.wte.weight.dims();
+        // Tied lm_head: [b·t, d] × [d, vocab]
+        let logits = x.reshape([b * t, d]).matmul(self.wte.weight.val().transpose());
+        logits.reshape([b, t, vocab])
+    }
+
+    /// Mean next-token cross-entropy in nats: position i of `inputs` predicts position i of `targets`.
+    ///
+    /// inputs, targets: `[batch, seq]` → `[1]`
+    pub fn loss(&self, inputs: Tensor<2, Int>, targets: Tensor<2, Int>) -> Tensor<1> {
+        token_losses(self.forward(inputs), targets).mean()
+    }
+}
+
+/// Cross-entropy of each target under `logits`.
+///
+/// logits: `[batch, seq, vocab]`, targets: `[batch, seq]` → `[batch·seq]`
+pub fn token_losses(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
+    let [b, t, v] = logits.dims();
+    let log_probs = log_softmax(logits.reshape([b * t, v]), 1); // [b·t, vocab]
+    let picked = log_probs.gather(1, targets.reshape([b * t, 1])); // [b·t, 1]
+    picked.reshape([b * t]).neg()
+}
+
+impl Block {
+    /// x: `[batch, seq, d]` → `[batch, seq, d]`
+    fn forward(&self, x: Tensor<3>, cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>) -> Tensor<3> {
+        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), cache);
+        x.clone() + self.mlp.forward(self.ln_2.forward(x))
+    }
+}
+
+impl Mlp {
+    /// x: `[batch, seq, d]` → `[batch, seq, d]` through `[batch, seq, 4d]`
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.c_proj.forward(gelu_approximate(self.c_fc.forward(x)))
+    }
+}
+
+impl Attention {
+    /// x: `[batch, seq, d]` → `[batch, seq, d]`. With a cache, `x` holds only the new tokens.
+    fn forward(&self, x: Tensor<3>, cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>) -> Tensor<3> {
+        let [b, t, d] = x.dims();
+        let (h, hd) = (self.n_head, d / self.n_head);
+        let heads = |x: Tensor<3>| x.reshape([b, t, h, hd]).swap_dims(1, 2); // [b, h, t, hd]
+        let mut qkv = self.c_attn.forward(x).chunk(3, 2).into_iter().map(heads); // 3 × [b, h, t, hd]
+        let (q, mut k, mut v) = (qkv.next().unwrap(), qkv.next().unwrap(), qkv.next().unwrap());
+        let mut past = 0;
+        if let Some(cache) = cache {
+            if let Some((k_past, v_past)) = cache.take() {
+                past = k_past.dims()[2];
+                k = Tensor::cat(vec![k_past, k], 2); // [b, h, past + t, hd]
+                v = Tensor::cat(vec![v_past, v], 2);
+            }
+            *cache = Some((k.clone(), v.clone()));
+        }
+        let y = match (past, t) {
+            // The whole sequence: the backend's fused causal attention (SDPA on LibTorch).
+            (0, _) => attention(q, k, v, None, None, AttentionModuleOptions { is_causal: true, ..Default::default() }),
+            // One new token sees every cached one: no mask.
+            (_, 1) => attention(q, k, v, None, None, AttentionModuleOptions::default()),
+            // Several new tokens after a prefix: query i sees keys 0..=past+i. Written out, because backends
+            // disagree on the alignment of `is_causal` when there are more keys than queries.
+            _ => masked_attention(q, k, v, past),
+        }; // [b, h, t, hd]
+        self.c_proj.forward(y.swap_dims(1, 2).reshape([b, t, d]))
+    }
+}
+
+/// q: `[b, h, t, hd]`, k and v: `[b, h, past + t, hd]` → `[b, h, t, hd]`
+fn masked_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, past: usize) -> Tensor<4> {
+    let [b, h, t, hd] = q.dims();
+    let scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt(); // [b, h, t, past + t]
+    // Key j is hidden from query i when j > past + i.
+    let mask = Tensor::<2, Bool>::triu_mask([t, past + t], past as i64 + 1, &scores.device()) // [t, past + t]
+        .unsqueeze::<4>()
+        .expand([b, h, t, past + t]);
+    softmax(scores.mask_fill(mask, f32::NEG_INFINITY), 3).matmul(v)
+}
+
+fn embedding(values: Vec<f32>, shape: [usize; 2], device: &Device) -> Embedding {
+    Embedding { weight: Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), device)) }
+}
+
+fn linear(weight: Vec<f32>, bias: Vec<f32>, shape: [usize; 2], device: &Device) -> Linear {
+    Linear {
+        weight: Param::from_tensor(Tensor::from_data(TensorData::new(weight, shape), device)),
+        bias: Some(Param::from_tensor(Tensor::from_data(TensorData::new(bias, [shape[1]]), device))),
+    }
+}
+
+fn layer_norm(gamma: Vec<f32>, beta: Vec<f32>, epsilon: f64, device: &Device) -> LayerNorm {
+    let d = gamma.len();
+    // LayerNorm's epsilon is private: build through the config, then set the values.
+    let mut norm = LayerNormConfig::new(d).with_epsilon(epsilon).init(device);
+    norm.gamma = Param::from_tensor(Tensor::from_data(TensorData::new(gamma, [d]), device));
+    norm.beta = Some(Param::from_tensor(Tensor::from_data(TensorData::new(beta, [d]), device)));
+    norm
+}
+
+/// GPT-2's initialisation, drawn from a seeded ChaCha stream in [`Gpt2::build`]'s order.
+struct RandomInit {
+    rng: ChaCha8Rng,
+    residual_std: f64,
+}
+
+impl RandomInit {
+    const STD: f64 = 0.02;
+
+    fn new(config: &Config, seed: u64) -> Self {
+        RandomInit { rng: ChaCha8Rng::seed_from_u64(seed), residual_std: Self::STD / (2.0 * config.n_layer as f64).sqrt() }
+    }
+
+    fn normal(&mut self, n: usize, std: f64) -> Vec<f32> {
+        // Box–Muller, two values per pair of uniforms.
+        let mut out = Vec::with_capacity(n + 1);
+        while out.len() < n {
+            let u1: f64 = 1.0 - self.rng.random::<f64>(); // (0, 1]
+            let u2: f64 = self.rng.random();
+            let r = (-2.0 * u1.ln()).sqrt() * std;
+            let theta = std::f64::consts::TAU * u2;
+            out.push((r * theta.cos()) as f32);
+            out.push((r * theta.sin()) as f32);
+        }
+        out.truncate(n);
+        out
+    }
+}
+
+impl WeightSource for RandomInit {
+    fn tensor(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let n = shape.iter().product();
+        let is_norm = name.contains(".ln_") || name.starts_with("ln_");
+        Ok(match () {
+            _ if is_norm && name.ends_with(".weight") => vec![1.0; n],
+            _ if name.ends_with(".bias") => vec![0.0; n],
+            _ if name.ends_with("c_proj.weight") => self.normal(n, self.residual_std),
+            _ => self.normal(n, Self::STD),
+        })
+    }
+}
+
+/// A float tensor's values on the host, in row-major order.
+pub fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("converted to f32")
+}
+
+/// Ids as a `[batch, seq]` tensor.
+pub fn ids_tensor(ids: &[u32], batch: usize, device: &Device) -> Tensor<2, Int> {
+    let values: Vec<i64> = ids.iter().map(|&id| i64::from(id)).collect();
+    Tensor::from_data(TensorData::new(values, [batch, ids.len() / batch]), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> Config {
+        Config { vocab_size: 97, n_positions: 32, n_embd: 16, n_layer: 2, n_head: 4, layer_norm_epsilon: 1e-5 }
+    }
+
+    fn values(t: Tensor<3>) -> Vec<f32> {
+        host_values(t)
+    }
+
+    #[test]
+    fn init_follows_gpt2_statistics_and_the_seed() {
+        let config = Config::preset("gpt2").unwrap();
+        let mut a = RandomInit::new(&config, 7);
+        let w = a.tensor("h.0.attn.c_attn.weight", &[768, 2304]).unwrap();
+        let std = (w.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>() / w.len() as f64).sqrt();
+        assert!((std - 0.02).abs() < 2e-4, "std {std}");
+        let proj = a.tensor("h.0.attn.c_proj.weight", &[768, 768]).unwrap();
+        let std = (proj.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>() / proj.len() as f64).sqrt();
+        assert!((std - 0.02 / 24f64.sqrt()).abs() < 1e-4, "c_proj std {std}");
+        assert!(a.tensor("h.0.ln_1.weight", &[4]).unwrap().iter().all(|&x| x == 1.0));
+        assert!(a.tensor("ln_f.bias", &[4]).unwrap().iter().all(|&x| x == 0.0));
+        let mut b = RandomInit::new(&config, 7);
+        assert_eq!(w, b.tensor("h.0.attn.c_attn.weight", &[768, 2304]).unwrap());
+    }
+
+    #[test]
+    fn logits_have_the_right_shape_and_causality() {
+        let device = Device::flex();
+        let model = Gpt2::init(&tiny(), &device, 1).unwrap();
+        let logits = values(model.forward(ids_tensor(&[1, 2, 3, 4, 5], 1, &device)));
+        assert_eq!(logits.len(), 5 * 97);
+        // Changing the last token must not change the logits of earlier positions.
+        let other = values(model.forward(ids_tensor(&[1, 2, 3, 4, 60], 1, &device)));
+        assert_eq!(logits[..4 * 97], other[..4 * 97]);
+        assert_ne!(logits[4 * 97..], other[4 * 97..]);
+    }
+
+    #[test]
+    fn cached_forward_equals_full_forward() {
+        let device = Device::flex();
+        let model = Gpt2::init(&tiny(), &device, 3).unwrap();
+        let ids = [5u32, 9, 14, 2, 77, 31, 8];
+        let full = values(model.forward(ids_tensor(&ids, 1, &device)));
+        // Prefix of 3, then a chunk of 2 (masked path), then one token at a time.
+        let mut cache = KvCache::new();
+        let mut pieces = Vec::new();
+        for chunk in [&ids[..3], &ids[3..5], &ids[5..6], &ids[6..]] {
+            pieces.extend(values(model.forward_cached(ids_tensor(chunk, 1, &device), &mut cache).unwrap()));
+        }
+        assert_eq!(cache.len(), ids.len());
+        for (i, (a, b)) in full.iter().zip(&pieces).enumerate() {
+            assert!((a - b).abs() < 1e-5, "logit {i}: {a} vs {b}");
+        }
+        let too_long = ids_tensor(&[1; 26], 1, &device);
+        assert!(matches!(model.forward_cached(too_long, &mut cache), Err(Error::ContextOverflow { .. })));
+    }
+
+    #[test]
+    fn named_tensors_round_trip_through_build() {
+        struct FromModel(std::collections::HashMap<String, Vec<f32>>);
+        impl WeightSource for FromModel {
+            fn tensor(&mut self, name: &str, _shape: &[usize]) -> Result<Vec<f32>> {
+                Ok(self.0.remove(name).expect(name))
+            }
+        }
+        let device = Device::flex();
+        let model = Gpt2::init(&tiny(), &device, 5).unwrap();
+        let named: std::collections::HashMap<_, _> =
+            model.named_tensors().into_iter().map(|(n, t)| (n, host_values(t))).collect();
+        assert_eq!(named.len(), 2 + 2 * 12 + 2);
+        let mut source = FromModel(named);
+        let copy = Gpt2::build(&tiny(), &device, &mut source).unwrap();
+        assert!(source.0.is_empty());
+        let ids = ids_tensor(&[3, 1, 4, 1, 5], 1, &device);
+        assert_eq!(values(model.forward(ids.clone())), values(copy.forward(ids)));
+    }
+}

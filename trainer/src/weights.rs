@@ -1,0 +1,372 @@
+//! GPT-2 weights in HF format: `model.safetensors` + `config.json` + tokenizer files, read and written.
+//!
+//! Layout facts that matter here (DESIGN.md):
+//! - HF's `Conv1D` stores weights `[in, out]`, the same as burn's `Linear`, so weights are copied as they are. A
+//!   blanket "PyTorch linear" adapter would transpose them, and the square `attn.c_proj` would load transposed
+//!   without any error; names and shapes are therefore checked one by one against the model.
+//! - The hub's original files have no `transformer.` prefix and carry `attn.bias` / `attn.masked_bias` buffers;
+//!   files saved by recent transformers have the prefix and no buffers. Both read. `lm_head.weight`, when present,
+//!   must equal `wte.weight` (GPT-2 ties them).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+
+use crate::config::Config;
+use crate::model::{Gpt2, WeightSource, host_values};
+use crate::tokenizer::Gpt2Tokenizer;
+use crate::{Error, Result};
+
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const CONFIG_FILE: &str = "config.json";
+
+/// Loads the weights in `path` into a model of shape `config`.
+pub fn load(path: &Path, config: &Config, device: &Device) -> Result<Gpt2> {
+    let file = File::open(path).map_err(Error::io(path))?;
+    // SAFETY: the map is read-only and lives only for this call; a concurrent truncation of the file by another
+    // process could fault, as with any mmap reader (safetensors' own loaders do the same).
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(Error::io(path))?;
+    let tensors = SafeTensors::deserialize(&map)
+        .map_err(|e| Error::Weights { path: path.to_owned(), reason: format!("not a safetensors file: {e}") })?;
+    let mut source = FileSource::new(path, &tensors)?;
+    let model = Gpt2::build(config, device, &mut source)?;
+    source.finish()?;
+    Ok(model)
+}
+
+/// Writes `model` as an HF model directory that `GPT2LMHeadModel.from_pretrained(dir)` and
+/// `AutoTokenizer.from_pretrained(dir)` load. Each file appears whole or not at all.
+pub fn save(model: &Gpt2, config: &Config, tokenizer: &Gpt2Tokenizer, dir: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+    let mut tensors: Vec<(String, OwnedTensor)> = Vec::new();
+    for (name, tensor) in model.named_tensors() {
+        let [rows, cols] = tensor.dims();
+        // Vectors were carried as [1, n]; HF stores them 1-D.
+        let shape = if name.ends_with(".bias") || name.contains("ln_") { vec![cols] } else { vec![rows, cols] };
+        let bytes = host_values(tensor).iter().flat_map(|v| v.to_le_bytes()).collect();
+        tensors.push((format!("transformer.{name}"), OwnedTensor { shape, bytes }));
+    }
+    let metadata = HashMap::from([("format".to_owned(), "pt".to_owned())]);
+    let weights = safetensors::serialize(tensors, Some(metadata))
+        .map_err(|e| Error::Weights { path: dir.join(WEIGHTS_FILE), reason: e.to_string() })?;
+    let mut files = vec![
+        (WEIGHTS_FILE, weights),
+        (CONFIG_FILE, serde_json::to_vec_pretty(&config.to_hf_json()).expect("static JSON")),
+    ];
+    files.extend(tokenizer.hf_files(config.n_positions)?);
+    files.into_iter().map(|(name, bytes)| write_atomic(&dir.join(name), &bytes)).collect()
+}
+
+/// Writes `bytes` to a temporary name beside `path`, syncs it, then renames it into place.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(path)(e));
+    }
+    Ok(path.to_owned())
+}
+
+struct OwnedTensor {
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl safetensors::View for OwnedTensor {
+    fn dtype(&self) -> Dtype {
+        Dtype::F32
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        (&self.bytes[..]).into()
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// Serves the model's parameters out of one safetensors file, by HF name.
+struct FileSource<'a> {
+    path: &'a Path,
+    /// Normalised name (no `transformer.` prefix) → tensor; entries are removed as they are used.
+    tensors: BTreeMap<String, TensorView<'a>>,
+    lm_head: Option<TensorView<'a>>,
+    wte: Option<Vec<u8>>,
+}
+
+impl<'a> FileSource<'a> {
+    fn new(path: &'a Path, file: &'a SafeTensors<'a>) -> Result<Self> {
+        let mut tensors = BTreeMap::new();
+        let mut lm_head = None;
+        for (name, view) in file.iter() {
+            let short = name.strip_prefix("transformer.").unwrap_or(name);
+            if short.ends_with(".attn.bias") || short.ends_with(".attn.masked_bias") {
+                continue; // causal-mask buffers, not parameters
+            }
+            if short == "lm_head.weight" {
+                lm_head = Some(view);
+                continue;
+            }
+            if tensors.insert(short.to_owned(), view).is_some() {
+                return Err(tensor_error(path, name, "appears both with and without the transformer. prefix"));
+            }
+        }
+        Ok(FileSource { path, tensors, lm_head, wte: None })
+    }
+
+    /// Fails on tensors the model did not ask for, and on an `lm_head` that is not tied to `wte`.
+    fn finish(self) -> Result<()> {
+        if let Some(name) = self.tensors.keys().next() {
+            return Err(tensor_error(self.path, name, "is not a GPT-2 parameter (unexpected tensor)"));
+        }
+        if let (Some(lm_head), Some(wte)) = (self.lm_head, self.wte) {
+            if lm_head.data() != wte.as_slice() {
+                return Err(tensor_error(self.path, "lm_head.weight", "differs from wte.weight; GPT-2 ties them"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl WeightSource for FileSource<'_> {
+    fn tensor(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let view = self.tensors.remove(name).ok_or_else(|| Error::MissingTensor {
+            path: self.path.to_owned(),
+            name: name.to_owned(),
+            shape: shape.to_vec(),
+        })?;
+        // Vectors may be stored as [n] (HF) or [1, n].
+        let found: Vec<usize> = view.shape().iter().copied().filter(|&d| d != 1 || shape.len() == 2).collect();
+        if found != shape {
+            return Err(tensor_error(
+                self.path,
+                name,
+                &format!("shape {:?} does not match the model's {shape:?} (check config.json)", view.shape()),
+            ));
+        }
+        if name == "wte.weight" && self.lm_head.is_some() {
+            self.wte = Some(view.data().to_vec());
+        }
+        to_f32(view.dtype(), view.data()).ok_or_else(|| {
+            tensor_error(self.path, name, &format!("dtype {:?} is not supported (F32, F16, BF16)", view.dtype()))
+        })
+    }
+}
+
+fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
+    Some(match dtype {
+        Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        Dtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        Dtype::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        _ => return None,
+    })
+}
+
+fn tensor_error(path: &Path, name: &str, reason: &str) -> Error {
+    Error::Tensor { path: path.to_owned(), name: name.to_owned(), reason: reason.to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Tensor;
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::backend::Backend;
+    use crate::hub::ModelSource;
+    use crate::model::{KvCache, ids_tensor};
+    use crate::score::next_token_losses;
+
+    fn fixture() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-gpt2")
+    }
+
+    #[derive(Deserialize)]
+    struct Reference {
+        column_step: usize,
+        texts: Vec<ReferenceText>,
+    }
+
+    #[derive(Deserialize)]
+    struct ReferenceText {
+        text: String,
+        ids: Vec<u32>,
+        loss: Option<f64>,
+        per_token_loss: Option<Vec<f64>>,
+    }
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        host_values(t)
+    }
+
+    fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    }
+
+    /// Logits on every `step`-th column of `[tokens, vocab]` logits, row by row, as the reference stores them.
+    fn columns(logits: &[f32], vocab: usize, step: usize) -> Vec<f32> {
+        logits.chunks(vocab).flat_map(|row| row.iter().step_by(step).copied()).collect()
+    }
+
+    /// revgen's logits, loss and KV-cache logits equal transformers' on `device`.
+    fn assert_parity(device: &Device) {
+        let dir = fixture();
+        let reference: Reference =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
+        let bytes = std::fs::read(dir.join("reference.safetensors")).unwrap();
+        let expected = SafeTensors::deserialize(&bytes).unwrap();
+        let get = |name: &str| {
+            let view = expected.tensor(name).unwrap();
+            to_f32(view.dtype(), view.data()).unwrap()
+        };
+        let source = ModelSource::resolve(&dir.to_string_lossy(), false).unwrap();
+        let model = source.load(device, 0).unwrap();
+        let vocab = source.config.vocab_size;
+        for (i, text) in reference.texts.iter().enumerate() {
+            assert_eq!(source.tokenizer.encode(&text.text).unwrap(), text.ids, "token ids of text {i}");
+            let logits = values(model.forward(ids_tensor(&text.ids, 1, device))); // [tokens, vocab]
+            let diff = max_abs_diff(&columns(&logits, vocab, reference.column_step), &get(&format!("logits.{i}")));
+            assert!(diff <= 1e-4, "text {i}: logits differ by {diff}");
+            let last = &logits[logits.len() - vocab..];
+            let diff = max_abs_diff(last, &get(&format!("last.{i}")));
+            assert!(diff <= 1e-4, "text {i}: last-position logits differ by {diff}");
+
+            // Generation path: a 3-token prefix, then one token at a time through the KV cache.
+            let mut cache = KvCache::new();
+            let split = text.ids.len().min(3);
+            let mut incremental = values(model.forward_cached(ids_tensor(&text.ids[..split], 1, device), &mut cache).unwrap());
+            for &id in &text.ids[split..] {
+                incremental.extend(values(model.forward_cached(ids_tensor(&[id], 1, device), &mut cache).unwrap()));
+            }
+            let diff = max_abs_diff(&incremental, &logits);
+            assert!(diff <= 1e-4, "text {i}: KV-cache logits differ from full-sequence logits by {diff}");
+
+            if let (Some(loss), Some(per_token)) = (text.loss, &text.per_token_loss) {
+                let losses = next_token_losses(&model, &text.ids, device).unwrap();
+                let mean = losses.iter().map(|&l| f64::from(l)).sum::<f64>() / losses.len() as f64;
+                assert!(((mean - loss) / loss).abs() <= 1e-5, "text {i}: loss {mean} vs transformers {loss}");
+                for (j, (a, b)) in losses.iter().zip(per_token).enumerate() {
+                    assert!((f64::from(*a) - b).abs() <= 1e-4, "text {i} token {j}: loss {a} vs {b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn flex_matches_transformers() {
+        assert_parity(&Backend::Flex.inference_device("cpu").unwrap());
+        // The training device (autodiff) computes attention differently; it must agree too.
+        assert_parity(&Backend::Flex.device("cpu").unwrap());
+    }
+
+    #[cfg(feature = "tch")]
+    #[test]
+    fn tch_cpu_matches_transformers() {
+        assert_parity(&Backend::Tch.inference_device("cpu").unwrap());
+        assert_parity(&Backend::Tch.device("cpu").unwrap());
+    }
+
+    /// The fixture's tensors, renamed or changed by `edit`, written to a temporary model directory.
+    fn edited_fixture(tag: &str, edit: impl Fn(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>)) -> PathBuf {
+        let bytes = std::fs::read(fixture().join(WEIGHTS_FILE)).unwrap();
+        let file = SafeTensors::deserialize(&bytes).unwrap();
+        let mut tensors: Vec<_> =
+            file.iter().map(|(n, v)| (n.to_owned(), v.dtype(), v.shape().to_vec(), v.data().to_vec())).collect();
+        edit(&mut tensors);
+        let dir = std::env::temp_dir().join(format!("revgen-weights-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(fixture().join(CONFIG_FILE), dir.join(CONFIG_FILE)).unwrap();
+        let views: Vec<_> =
+            tensors.iter().map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
+        std::fs::write(dir.join(WEIGHTS_FILE), safetensors::serialize(views, None).unwrap()).unwrap();
+        dir
+    }
+
+    fn load_dir(dir: &Path) -> Result<Gpt2> {
+        let device = Device::flex();
+        ModelSource::resolve(&dir.to_string_lossy(), false)?.load(&device, 0)
+    }
+
+    #[test]
+    fn hub_layout_without_prefix_and_with_buffers_loads_the_same_model() {
+        let dir = edited_fixture("hub", |tensors| {
+            let mut extra = Vec::new();
+            for (name, dtype, shape, data) in tensors.iter_mut() {
+                *name = name.trim_start_matches("transformer.").to_owned();
+                if name == "wte.weight" {
+                    extra.push(("lm_head.weight".to_owned(), *dtype, shape.clone(), data.clone()));
+                }
+            }
+            extra.push(("h.0.attn.bias".to_owned(), Dtype::F32, vec![1, 1, 2, 2], vec![0; 16]));
+            extra.push(("h.1.attn.masked_bias".to_owned(), Dtype::F32, vec![], vec![0; 4]));
+            tensors.extend(extra);
+        });
+        let device = Device::flex();
+        let ids = ids_tensor(&[464, 3290, 318], 1, &device);
+        let a = values(load_dir(&dir).unwrap().forward(ids.clone()));
+        let b = values(load_dir(&fixture()).unwrap().forward(ids));
+        assert_eq!(a, b);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn bad_weights_name_the_tensor() {
+        let cases: [(&str, fn(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>), &str); 4] = [
+            ("missing", |t| t.retain(|(n, ..)| n != "transformer.h.1.mlp.c_fc.bias"), "h.1.mlp.c_fc.bias"),
+            (
+                "shape",
+                |t| {
+                    let proj = t.iter_mut().find(|(n, ..)| n == "transformer.h.0.mlp.c_proj.weight").unwrap();
+                    proj.2 = vec![proj.2[1], proj.2[0]]; // [256, 64] stored as [64, 256]
+                },
+                "h.0.mlp.c_proj.weight",
+            ),
+            ("extra", |t| t.push(("transformer.h.9.attn.c_attn.weight".into(), Dtype::F32, vec![1], vec![0; 4])), "h.9.attn.c_attn.weight"),
+            (
+                "untied",
+                |t| {
+                    let (_, d, s, mut b) = t.iter().find(|(n, ..)| n == "transformer.wte.weight").unwrap().clone();
+                    b[0] ^= 1;
+                    t.push(("lm_head.weight".into(), d, s, b));
+                },
+                "lm_head.weight",
+            ),
+        ];
+        for (tag, edit, tensor) in cases {
+            let dir = edited_fixture(tag, edit);
+            let err = load_dir(&dir).err().unwrap_or_else(|| panic!("{tag}: loaded")).to_string();
+            assert!(err.contains(tensor) && err.contains(WEIGHTS_FILE), "{tag}: {err}");
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn export_then_import_gives_the_same_model() {
+        let device = Device::flex();
+        let source = ModelSource::resolve(&fixture().to_string_lossy(), false).unwrap();
+        let model = source.load(&device, 0).unwrap();
+        let out = std::env::temp_dir().join(format!("revgen-export-{}", std::process::id()));
+        let files = save(&model, &source.config, &source.tokenizer, &out).unwrap();
+        assert_eq!(files.len(), 6);
+        let again = ModelSource::resolve(&out.to_string_lossy(), false).unwrap();
+        assert_eq!(again.config, source.config);
+        let ids = ids_tensor(&[50256, 27, 91, 9688], 1, &device);
+        assert_eq!(values(model.forward(ids.clone())), values(again.load(&device, 0).unwrap().forward(ids)));
+        std::fs::remove_dir_all(out).unwrap();
+    }
+}
