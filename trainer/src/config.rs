@@ -64,7 +64,6 @@ impl Config {
             "activation_function": "gelu_new",
             "vocab_size": self.vocab_size,
             "n_positions": self.n_positions,
-            "n_ctx": self.n_positions,
             "n_embd": self.n_embd,
             "n_layer": self.n_layer,
             "n_head": self.n_head,

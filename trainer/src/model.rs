@@ -259,11 +259,12 @@ impl Attention {
 fn masked_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, past: usize) -> Tensor<4> {
     let [b, h, t, hd] = q.dims();
     let scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt(); // [b, h, t, past + t]
-    // Key j is hidden from query i when j > past + i.
-    let mask = Tensor::<2, Bool>::triu_mask([t, past + t], past as i64 + 1, &scores.device()) // [t, past + t]
+    // Key j is hidden from query i when j > past + i. `tril_mask` is true outside the lower triangle.
+    let mask = Tensor::<2, Bool>::tril_mask([t, past + t], past as i64, &scores.device()) // [t, past + t]
         .unsqueeze::<4>()
         .expand([b, h, t, past + t]);
-    softmax(scores.mask_fill(mask, f32::NEG_INFINITY), 3).matmul(v)
+    // A large finite value, not -inf: some backends fill masks arithmetically, and -inf·0 is NaN.
+    softmax(scores.mask_fill(mask, -1e9), 3).matmul(v)
 }
 
 fn embedding(values: Vec<f32>, shape: [usize; 2], device: &Device) -> Embedding {

@@ -253,8 +253,9 @@ mod tests {
             for &id in &text.ids[split..] {
                 incremental.extend(values(model.forward_cached(ids_tensor(&[id], 1, device), &mut cache).unwrap()));
             }
-            let diff = max_abs_diff(&incremental, &logits);
-            assert!(diff <= 1e-4, "text {i}: KV-cache logits differ from full-sequence logits by {diff}");
+            let kv_diff = max_abs_diff(&incremental, &logits);
+            assert!(kv_diff <= 1e-4, "text {i}: KV-cache logits differ from full-sequence logits by {kv_diff}");
+            eprintln!("{device:?} text {i}: max |logit diff| {diff:e}, KV cache {kv_diff:e}");
 
             if let (Some(loss), Some(per_token)) = (text.loss, &text.per_token_loss) {
                 let losses = next_token_losses(&model, &text.ids, device).unwrap();
