@@ -1,8 +1,7 @@
 //! `revgen tokenize`, `score` and `export` against HF transformers (the reference implementation), real review
 //! text, and a model hub served on loopback.
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -48,29 +47,41 @@ fn tokenize_encodes_the_tags_as_documented() {
 /// ≥ 200 real review records, tagged like training data, tokenize to the same ids as HF's GPT2TokenizerFast.
 #[test]
 fn tokenizer_matches_transformers_on_real_reviews() {
-    let tsv = std::fs::read_to_string(shared_data("amazon-us-reviews-tsv/amazon_reviews_us_Electronics_v1_00.head10000.tsv"))
-        .unwrap();
-    let records: Vec<String> = tsv
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split('\t').collect();
-            (f.len() == 15).then(|| format!("<|startoftext|> {}|||{}|||{}<|endoftext|>", f[7], f[12], f[13]))
-        })
-        .collect();
-    let emoji = |s: &String| s.chars().any(|c| c as u32 >= 0x1F000);
-    let entity = |s: &String| s.contains("&#") || s.contains("&amp;") || s.contains("&quot;");
-    // The first 150, plus every record with emoji, entities or other non-ASCII text up to 300 in all.
-    let mut texts: Vec<&String> = records.iter().take(150).collect();
-    texts.extend(records.iter().skip(150).filter(|s| emoji(s) || entity(s) || !s.is_ascii()).take(150));
+    let emoji = |s: &str| s.chars().any(|c| c as u32 >= 0x1F000 || (0x2600..0x27C0).contains(&(c as u32)));
+    let entity = |s: &str| s.contains("&#") || s.contains("&amp;") || s.contains("&quot;");
+    let mut texts: Vec<String> = Vec::new();
+    for file in [
+        "amazon_reviews_us_Electronics_v1_00.head10000.tsv",
+        "amazon_reviews_us_Digital_Video_Games_v1_00.head10000.tsv",
+    ] {
+        let tsv = std::fs::read_to_string(shared_data(&format!("amazon-us-reviews-tsv/{file}"))).unwrap();
+        let records: Vec<String> = tsv
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split('\t').collect();
+                (f.len() == 15).then(|| format!("<|startoftext|> {}|||{}|||{}<|endoftext|>", f[7], f[12], f[13]))
+            })
+            .collect();
+        // Per file: the first 100, every record with emoji, and the first 40 with HTML entities and with other
+        // non-ASCII text.
+        let mut picked: Vec<usize> = (0..100).collect();
+        picked.extend((0..records.len()).filter(|&i| emoji(&records[i])));
+        picked.extend((100..records.len()).filter(|&i| entity(&records[i])).take(40));
+        picked.extend((100..records.len()).filter(|&i| !records[i].is_ascii() && !emoji(&records[i])).take(40));
+        picked.sort_unstable();
+        picked.dedup();
+        texts.extend(picked.into_iter().map(|i| records[i].clone()));
+    }
     assert!(texts.len() >= 200, "only {} texts", texts.len());
-    assert!(texts.iter().filter(|s| emoji(s)).count() >= 5, "too few texts with emoji");
-    assert!(texts.iter().filter(|s| entity(s)).count() >= 20, "too few texts with HTML entities");
+    assert!(texts.iter().filter(|s| emoji(s)).count() >= 50, "too few texts with emoji");
+    assert!(texts.iter().filter(|s| entity(s)).count() >= 80, "too few texts with HTML entities");
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("texts.txt");
     std::fs::write(&file, texts.iter().map(|t| format!("{t}\n")).collect::<String>()).unwrap();
-    let ours = run_ok(&mut revgen(dir.path(), &["tokenize", "--model", assets().to_str().unwrap(), "--file", "texts.txt"]));
+    let ours =
+        run_ok(&mut revgen(dir.path(), &["tokenize", "--model", assets().to_str().unwrap(), "--file", "texts.txt"]));
     let theirs = hf_python(&["tokenize", assets().to_str().unwrap(), file.to_str().unwrap()]);
     let (ours, theirs): (Vec<_>, Vec<_>) = (ours.lines().collect(), theirs.lines().collect());
     assert_eq!(ours.len(), texts.len());
@@ -86,8 +97,10 @@ fn score_reports_the_loss_transformers_computes() {
     let text = &reference["texts"][0];
     let dir = tempfile::tempdir().unwrap();
     let model = fixture();
-    let score =
-        json(&run_ok(&mut revgen(dir.path(), &["score", "--model", model.to_str().unwrap(), "--text", text["text"].as_str().unwrap()])));
+    let score = json(&run_ok(&mut revgen(
+        dir.path(),
+        &["score", "--model", model.to_str().unwrap(), "--text", text["text"].as_str().unwrap()],
+    )));
     let expected = text["loss"].as_f64().unwrap();
     assert_eq!(score["tokens"], text["ids"].as_array().unwrap().len());
     let loss = score["loss"].as_f64().unwrap();
@@ -148,18 +161,21 @@ impl Drop for Hub {
 
 fn serve(dir: &Path) -> Hub {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = Command::new("python3")
+    let child = Command::new("python3")
         .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
         .current_dir(dir)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .expect("start python3 -m http.server");
-    // It logs "Serving HTTP on ..." to stderr once listening.
-    let mut line = String::new();
-    BufReader::new(child.stderr.as_mut().unwrap()).read_line(&mut line).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    Hub { child, endpoint: format!("http://127.0.0.1:{port}") }
+    let hub = Hub { child, endpoint: format!("http://127.0.0.1:{port}") };
+    for _ in 0..100 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return hub;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("python3 -m http.server did not listen on port {port} within 10 s");
 }
 
 #[test]
@@ -188,7 +204,10 @@ fn presets_come_from_the_hub_cache_or_a_download() {
     // Offline with an empty cache: a clear error that lists the files.
     let err = run_err(&mut score(&[("HF_HUB_OFFLINE", "1")]));
     let stderr = String::from_utf8_lossy(&err.stderr);
-    assert!(stderr.contains("HF_HUB_OFFLINE") && stderr.contains("model.safetensors") && stderr.contains("merges.txt"), "{stderr}");
+    assert!(
+        stderr.contains("HF_HUB_OFFLINE") && stderr.contains("model.safetensors") && stderr.contains("merges.txt"),
+        "{stderr}"
+    );
 
     // Online: downloads into the cache in HF's layout.
     {

@@ -43,7 +43,8 @@ fn parity(fixture: &Path, device: &Device) {
         let ids: Vec<u32> = text["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
         let logits = values(model.forward(ids_tensor(&ids, 1, device)));
         let picked: Vec<f32> = logits.chunks(vocab).flat_map(|r| r.iter().step_by(step).copied()).collect();
-        logit_diff = logit_diff.max(max_abs_diff(&picked, &f32s(expected.tensor(&format!("logits.{i}")).unwrap().data())));
+        logit_diff =
+            logit_diff.max(max_abs_diff(&picked, &f32s(expected.tensor(&format!("logits.{i}")).unwrap().data())));
         let mut cache = KvCache::new();
         let mut incremental = Vec::new();
         for &id in &ids {
@@ -115,13 +116,17 @@ fn throughput(preset: &str, batch: usize, cuda: &str) {
     );
 }
 
+/// `cuda_check [FIXTURE_DIR] [DEVICE] [PRESET...]`, by default the tiny fixture, `cuda:0`, gpt2 and gpt2-medium.
+/// `cuda_check trainer/tests/fixtures/tiny-gpt2 cpu tiny` tries the whole flow on a machine without a GPU.
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let fixture = Path::new(args.get(1).map(String::as_str).unwrap_or("trainer/tests/fixtures/tiny-gpt2"));
-    let cuda = "cuda:0";
-    parity(fixture, &Backend::Tch.inference_device(cuda).unwrap());
-    parity(fixture, &Backend::Tch.device(cuda).unwrap());
-    for (preset, batch) in [("gpt2", 8), ("gpt2-medium", 8)] {
-        throughput(preset, batch, cuda);
+    let device = args.get(2).map(String::as_str).unwrap_or("cuda:0");
+    let presets: Vec<&str> =
+        if args.len() > 3 { args[3..].iter().map(String::as_str).collect() } else { vec!["gpt2", "gpt2-medium"] };
+    parity(fixture, &Backend::Tch.inference_device(device).unwrap());
+    parity(fixture, &Backend::Tch.device(device).unwrap());
+    for preset in presets {
+        throughput(preset, 8, device);
     }
 }

@@ -127,8 +127,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("revgen-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("config.json");
-        std::fs::write(&path, r#"{"n_ctx": 128, "n_embd": 64, "n_layer": 2, "n_head": 4, "vocab_size": 50257,
-            "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5}"#)
+        std::fs::write(
+            &path,
+            r#"{"n_ctx": 128, "n_embd": 64, "n_layer": 2, "n_head": 4, "vocab_size": 50257,
+            "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5}"#,
+        )
         .unwrap();
         let config = Config::from_file(&path).unwrap();
         assert_eq!(config.n_positions, 128);

@@ -41,7 +41,12 @@ impl ModelSource {
         }
         let Some(config) = Config::preset(spec) else { return Err(not_a_model(spec)) };
         if spec == "tiny" || from_scratch {
-            return Ok(ModelSource { spec: spec.to_owned(), config, weights: None, tokenizer: Gpt2Tokenizer::builtin() });
+            return Ok(ModelSource {
+                spec: spec.to_owned(),
+                config,
+                weights: None,
+                tokenizer: Gpt2Tokenizer::builtin(),
+            });
         }
         let dir = match cached_snapshot(spec) {
             Some(dir) => dir,
@@ -142,14 +147,18 @@ fn download(preset: &str) -> Result<PathBuf> {
     }
     let cache = hub_cache().ok_or_else(|| unavailable("no HF hub cache directory (set HF_HOME)".to_owned()))?;
     let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".to_owned());
-    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_connect(Some(Duration::from_secs(15))).build().into();
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().timeout_connect(Some(Duration::from_secs(15))).build().into();
     let repo = &repos(preset)[0];
     let root = repo_dir(&cache, repo);
     let mut snapshot: Option<PathBuf> = None;
     for file in MODEL_FILES {
         let url = format!("{endpoint}/{repo}/resolve/main/{file}");
         let response = agent.get(&url).call().map_err(|e| {
-            unavailable(format!("it is not in the HF hub cache ({}) and the download failed: {url}: {e}", cache.display()))
+            unavailable(format!(
+                "it is not in the HF hub cache ({}) and the download failed: {url}: {e}",
+                cache.display()
+            ))
         })?;
         let dir = snapshot.get_or_insert_with(|| {
             let commit = response.headers().get("x-repo-commit").and_then(|v| v.to_str().ok()).unwrap_or("main");

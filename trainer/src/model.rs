@@ -127,7 +127,8 @@ impl Gpt2 {
     /// Every parameter under its HF name, in [`Self::build`]'s order.
     pub fn named_tensors(&self) -> Vec<(String, Tensor<2>)> {
         let row = |t: Tensor<1>| t.unsqueeze::<2>();
-        let mut out = vec![("wte.weight".to_owned(), self.wte.weight.val()), ("wpe.weight".to_owned(), self.wpe.weight.val())];
+        let mut out =
+            vec![("wte.weight".to_owned(), self.wte.weight.val()), ("wpe.weight".to_owned(), self.wpe.weight.val())];
         let push_linear = |out: &mut Vec<_>, name: String, l: &Linear| {
             out.push((format!("{name}.weight"), l.weight.val()));
             out.push((format!("{name}.bias"), row(l.bias.as_ref().expect("GPT-2 linears have a bias").val())));
@@ -297,7 +298,10 @@ impl RandomInit {
     const STD: f64 = 0.02;
 
     fn new(config: &Config, seed: u64) -> Self {
-        RandomInit { rng: ChaCha8Rng::seed_from_u64(seed), residual_std: Self::STD / (2.0 * config.n_layer as f64).sqrt() }
+        RandomInit {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            residual_std: Self::STD / (2.0 * config.n_layer as f64).sqrt(),
+        }
     }
 
     fn normal(&mut self, n: usize, std: f64) -> Vec<f32> {

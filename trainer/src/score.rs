@@ -88,8 +88,14 @@ mod tests {
     fn an_untrained_model_scores_near_the_uniform_loss() {
         let device = Device::flex();
         let model = Gpt2::init(&Config::preset("tiny").unwrap(), &device, 0).unwrap();
-        let s = score(&model, &Gpt2Tokenizer::builtin(), "<|startoftext|> 5|||Great|||Love it.<|endoftext|>", true, &device)
-            .unwrap();
+        let s = score(
+            &model,
+            &Gpt2Tokenizer::builtin(),
+            "<|startoftext|> 5|||Great|||Love it.<|endoftext|>",
+            true,
+            &device,
+        )
+        .unwrap();
         // ln(50257) = 10.82; GPT-2's small init keeps the logits near zero.
         assert!((s.loss - 50257f64.ln()).abs() < 0.1, "loss {}", s.loss);
         assert!((s.perplexity - s.loss.exp()).abs() < 1e-9);

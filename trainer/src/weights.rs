@@ -14,8 +14,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
+use safetensors::tensor::{Dtype, TensorView};
 
 use crate::config::Config;
 use crate::model::{Gpt2, WeightSource, host_values};
@@ -249,7 +249,8 @@ mod tests {
             // Generation path: a 3-token prefix, then one token at a time through the KV cache.
             let mut cache = KvCache::new();
             let split = text.ids.len().min(3);
-            let mut incremental = values(model.forward_cached(ids_tensor(&text.ids[..split], 1, device), &mut cache).unwrap());
+            let mut incremental =
+                values(model.forward_cached(ids_tensor(&text.ids[..split], 1, device), &mut cache).unwrap());
             for &id in &text.ids[split..] {
                 incremental.extend(values(model.forward_cached(ids_tensor(&[id], 1, device), &mut cache).unwrap()));
             }
@@ -337,7 +338,11 @@ mod tests {
                 },
                 "h.0.mlp.c_proj.weight",
             ),
-            ("extra", |t| t.push(("transformer.h.9.attn.c_attn.weight".into(), Dtype::F32, vec![1], vec![0; 4])), "h.9.attn.c_attn.weight"),
+            (
+                "extra",
+                |t| t.push(("transformer.h.9.attn.c_attn.weight".into(), Dtype::F32, vec![1], vec![0; 4])),
+                "h.9.attn.c_attn.weight",
+            ),
             (
                 "untied",
                 |t| {
