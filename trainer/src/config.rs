@@ -82,7 +82,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.n_head == 0 || self.n_embd % self.n_head != 0 {
+        if self.n_head == 0 || !self.n_embd.is_multiple_of(self.n_head) {
             return Err(format!("n_embd {} is not a multiple of n_head {}", self.n_embd, self.n_head));
         }
         if self.vocab_size == 0 || self.n_positions == 0 || self.n_layer == 0 {

@@ -51,7 +51,7 @@ impl Gpt2Tokenizer {
         let json = dir.join("tokenizer.json");
         if json.is_file() {
             let inner = Tokenizer::from_file(&json).map_err(|e| tokenizer_error(&json, e))?;
-            return Ok(Gpt2Tokenizer { inner, source: Some(json) }.checked()?);
+            return Gpt2Tokenizer { inner, source: Some(json) }.checked();
         }
         for (vocab, merges) in [("vocab.json", "merges.txt"), ("encoder.json", "vocab.bpe")] {
             let (vocab, merges) = (dir.join(vocab), dir.join(merges));
