@@ -84,7 +84,7 @@ pub struct TokenizeArgs {
 pub struct ScoreArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// A checkpoint or HF model directory whose weights replace --model's.
+    /// A checkpoint or HF model directory to score with, instead of --model.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     #[command(flatten)]

@@ -1,7 +1,7 @@
 //! `revgen tokenize`, `score` and `export` against HF transformers (the reference implementation), real review
 //! text, and a model hub served on loopback.
 
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -146,7 +146,8 @@ fn bad_models_give_clear_errors() {
     assert!(stderr.contains("model.safetensors") && stderr.contains("not found"), "{stderr}");
 }
 
-/// A static file server on loopback standing in for huggingface.co (`python3 -m http.server`).
+/// A static file server on loopback standing in for huggingface.co: it serves a directory in the hub's URL layout
+/// and, like the hub, names the commit in an `X-Repo-Commit` header.
 struct Hub {
     child: Child,
     endpoint: String,
@@ -159,23 +160,32 @@ impl Drop for Hub {
     }
 }
 
+const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+
+const HUB_SERVER: &str = r#"
+import functools, http.server, sys
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def end_headers(self):
+        self.send_header("X-Repo-Commit", sys.argv[2])
+        super().end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=sys.argv[1]))
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
 fn serve(dir: &Path) -> Hub {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new("python3")
-        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
-        .current_dir(dir)
-        .stdout(Stdio::null())
+    let mut child = Command::new("python3")
+        .args(["-c", HUB_SERVER, dir.to_str().unwrap(), COMMIT])
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start python3 -m http.server");
-    let hub = Hub { child, endpoint: format!("http://127.0.0.1:{port}") };
-    for _ in 0..100 {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return hub;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("python3 -m http.server did not listen on port {port} within 10 s");
+        .expect("start the python3 hub server");
+    // The server picks a free port and prints it once it listens.
+    let mut port = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut port).unwrap();
+    Hub { child, endpoint: format!("http://127.0.0.1:{}/", port.trim()) }
 }
 
 #[test]
@@ -215,9 +225,10 @@ fn presets_come_from_the_hub_cache_or_a_download() {
         let downloaded = json(&run_ok(&mut score(&[("HF_ENDPOINT", &hub.endpoint)])));
         assert_eq!(downloaded, direct);
     }
-    let snapshot = hf_home.join("hub/models--openai-community--gpt2/snapshots/main");
-    assert!(snapshot.join("model.safetensors").is_file());
-    assert_eq!(std::fs::read_to_string(hf_home.join("hub/models--openai-community--gpt2/refs/main")).unwrap(), "main");
+    // The cache layout huggingface_hub uses: snapshots/<commit>/ and refs/main naming the commit.
+    let repo = hf_home.join("hub/models--openai-community--gpt2");
+    assert!(repo.join("snapshots").join(COMMIT).join("model.safetensors").is_file());
+    assert_eq!(std::fs::read_to_string(repo.join("refs/main")).unwrap(), COMMIT);
 
     // Offline again, with the server gone: served from the cache.
     let cached = json(&run_ok(&mut score(&[("HF_HUB_OFFLINE", "1")])));

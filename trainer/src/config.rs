@@ -7,11 +7,10 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, Result};
 
 /// The shape of a GPT-2 model. Field names follow HF's `GPT2Config`, so a model directory's `config.json` reads
-/// directly; `n_ctx` is accepted as an older name for `n_positions`.
+/// directly; `n_ctx`, the older name of `n_positions`, is accepted too (the hub's files carry both).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Config {
     pub vocab_size: usize,
-    #[serde(alias = "n_ctx")]
     pub n_positions: usize,
     pub n_embd: usize,
     pub n_layer: usize,
@@ -47,12 +46,27 @@ impl Config {
 
     pub const PRESETS: &'static [&'static str] = &["tiny", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"];
 
-    /// Reads an HF `config.json`. Keys that GPT-2 does not use (architectures, activation name, dropout) are ignored.
+    /// Reads an HF `config.json`. Keys that do not change the computation (architectures, dropout, token ids) are
+    /// ignored; variants of GPT-2 that this model does not implement are refused rather than run wrongly.
     pub fn from_file(path: &Path) -> Result<Self> {
+        let invalid = |reason: String| Error::InvalidConfig { path: path.to_owned(), reason };
         let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
-        let config: Config =
+        let mut json: serde_json::Value =
             serde_json::from_str(&text).map_err(|source| Error::Json { path: path.to_owned(), source })?;
-        config.validate().map_err(|reason| Error::InvalidConfig { path: path.to_owned(), reason })?;
+        let fields = json.as_object_mut().ok_or_else(|| invalid("not a JSON object".to_owned()))?;
+        match (fields.remove("n_ctx"), fields.get("n_positions")) {
+            (Some(n_ctx), None) => {
+                fields.insert("n_positions".to_owned(), n_ctx);
+            }
+            (Some(n_ctx), Some(n_positions)) if &n_ctx != n_positions => {
+                return Err(invalid(format!("n_ctx {n_ctx} differs from n_positions {n_positions}")));
+            }
+            _ => {}
+        }
+        unsupported_variant(fields).map_or(Ok(()), |reason| Err(invalid(reason)))?;
+        let config: Config =
+            serde_json::from_value(json).map_err(|source| Error::Json { path: path.to_owned(), source })?;
+        config.validate().map_err(invalid)?;
         Ok(config)
     }
 
@@ -85,8 +99,11 @@ impl Config {
         if self.n_head == 0 || !self.n_embd.is_multiple_of(self.n_head) {
             return Err(format!("n_embd {} is not a multiple of n_head {}", self.n_embd, self.n_head));
         }
-        if self.vocab_size == 0 || self.n_positions == 0 || self.n_layer == 0 {
-            return Err("vocab_size, n_positions and n_layer must be positive".to_owned());
+        if self.vocab_size == 0 || self.n_layer == 0 {
+            return Err("vocab_size and n_layer must be positive".to_owned());
+        }
+        if self.n_positions < 2 {
+            return Err(format!("n_positions {} leaves no room to predict a token", self.n_positions));
         }
         Ok(())
     }
@@ -106,6 +123,30 @@ impl Config {
             + 4 * d * d + d; // mlp.c_proj
         embeddings + self.n_layer * block + 2 * d
     }
+}
+
+/// Why `config.json` describes a GPT-2 variant this model would compute differently, if it does.
+fn unsupported_variant(fields: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    use serde_json::Value;
+    let get = |key: &str| fields.get(key).filter(|v| !v.is_null());
+    if let Some(act) = get("activation_function").and_then(Value::as_str) {
+        if !matches!(act, "gelu_new" | "gelu_pytorch_tanh") {
+            return Some(format!("activation_function {act:?} is not supported (GPT-2's tanh GELU: gelu_new)"));
+        }
+    }
+    let n_embd = get("n_embd").and_then(Value::as_u64);
+    if let (Some(inner), Some(d)) = (get("n_inner").and_then(Value::as_u64), n_embd) {
+        if inner != 4 * d {
+            return Some(format!("n_inner {inner} is not supported (GPT-2's MLP is 4 × n_embd = {})", 4 * d));
+        }
+    }
+    if get("scale_attn_weights") == Some(&Value::Bool(false)) {
+        return Some("scale_attn_weights false is not supported".to_owned());
+    }
+    if get("scale_attn_by_inverse_layer_idx") == Some(&Value::Bool(true)) {
+        return Some("scale_attn_by_inverse_layer_idx true is not supported".to_owned());
+    }
+    None
 }
 
 #[cfg(test)]
@@ -135,6 +176,25 @@ mod tests {
         .unwrap();
         let config = Config::from_file(&path).unwrap();
         assert_eq!(config.n_positions, 128);
+        // The hub's own files carry both keys.
+        std::fs::write(
+            &path,
+            r#"{"n_ctx": 1024, "n_positions": 1024, "n_embd": 64, "n_layer": 2, "n_head": 4,
+            "vocab_size": 50257, "n_inner": null}"#,
+        )
+        .unwrap();
+        assert_eq!(Config::from_file(&path).unwrap().n_positions, 1024);
+        for bad in [
+            r#""n_ctx": 512, "n_positions": 1024"#,
+            r#""n_positions": 1024, "activation_function": "relu""#,
+            r#""n_positions": 1024, "n_inner": 100"#,
+            r#""n_positions": 1024, "scale_attn_by_inverse_layer_idx": true"#,
+        ] {
+            let json = format!(r#"{{{bad}, "n_embd": 64, "n_layer": 2, "n_head": 4, "vocab_size": 50257}}"#);
+            std::fs::write(&path, json).unwrap();
+            let err = Config::from_file(&path).unwrap_err().to_string();
+            assert!(err.contains("config.json"), "{bad}: {err}");
+        }
         std::fs::write(&path, r#"{"n_positions": 128, "n_embd": 66, "n_layer": 2, "n_head": 4, "vocab_size": 9}"#)
             .unwrap();
         let err = Config::from_file(&path).unwrap_err().to_string();

@@ -82,6 +82,16 @@ impl ModelSource {
             }
         };
         let tokenizer = Gpt2Tokenizer::from_dir_or_builtin(dir)?;
+        if tokenizer.vocab_size() > config.vocab_size {
+            return Err(Error::InvalidConfig {
+                path: dir.join(CONFIG_FILE),
+                reason: format!(
+                    "vocab_size {} is smaller than the tokenizer's {} tokens",
+                    config.vocab_size,
+                    tokenizer.vocab_size()
+                ),
+            });
+        }
         Ok(ModelSource { spec: spec.to_owned(), config, weights, tokenizer })
     }
 
@@ -104,11 +114,19 @@ fn repos(preset: &str) -> [String; 2] {
     [format!("openai-community/{preset}"), preset.to_owned()]
 }
 
+/// huggingface_hub's order: `$HF_HUB_CACHE`, `$HF_HOME/hub`, `$XDG_CACHE_HOME/huggingface/hub`,
+/// `~/.cache/huggingface/hub`.
 fn hub_cache() -> Option<PathBuf> {
     let var = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
     var("HF_HUB_CACHE")
         .or_else(|| var("HF_HOME").map(|home| home.join("hub")))
+        .or_else(|| var("XDG_CACHE_HOME").map(|cache| cache.join("huggingface/hub")))
         .or_else(|| var("HOME").map(|home| home.join(".cache/huggingface/hub")))
+}
+
+fn offline() -> bool {
+    std::env::var("HF_HUB_OFFLINE")
+        .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
 }
 
 fn repo_dir(cache: &Path, repo: &str) -> PathBuf {
@@ -142,13 +160,18 @@ fn cached_snapshot(preset: &str) -> Option<PathBuf> {
 fn download(preset: &str) -> Result<PathBuf> {
     let unavailable =
         |reason: String| Error::ModelUnavailable { spec: preset.to_owned(), reason, files: MODEL_FILES.to_vec() };
-    if std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")) {
+    if offline() {
         return Err(unavailable("it is not in the HF hub cache and HF_HUB_OFFLINE is set".to_owned()));
     }
     let cache = hub_cache().ok_or_else(|| unavailable("no HF hub cache directory (set HF_HOME)".to_owned()))?;
     let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".to_owned());
-    let agent: ureq::Agent =
-        ureq::Agent::config_builder().timeout_connect(Some(Duration::from_secs(15))).build().into();
+    let endpoint = endpoint.trim_end_matches('/');
+    // A stalled transfer fails instead of hanging: no read may wait longer than a minute.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(15)))
+        .timeout_per_read(Some(Duration::from_secs(60)))
+        .build()
+        .into();
     let repo = &repos(preset)[0];
     let root = repo_dir(&cache, repo);
     let mut snapshot: Option<PathBuf> = None;
@@ -160,14 +183,17 @@ fn download(preset: &str) -> Result<PathBuf> {
                 cache.display()
             ))
         })?;
+        // The hub names snapshots by commit; a server that sends none (a plain mirror) gets `main`.
         let dir = snapshot.get_or_insert_with(|| {
-            let commit = response.headers().get("x-repo-commit").and_then(|v| v.to_str().ok()).unwrap_or("main");
-            root.join("snapshots").join(commit)
+            let commit = response.headers().get("x-repo-commit").and_then(|v| v.to_str().ok());
+            let commit = commit.filter(|c| c.len() == 40 && c.bytes().all(|b| b.is_ascii_hexdigit()));
+            root.join("snapshots").join(commit.unwrap_or("main"))
         });
         std::fs::create_dir_all(&*dir).map_err(Error::io(dir))?;
         let target = dir.join(file);
         eprintln!("revgen: downloading {url}");
-        let tmp = target.with_extension("incomplete");
+        let tmp = dir.join(format!(".{file}.{}.incomplete", std::process::id()));
+        // ureq fails the read if the connection ends before Content-Length bytes, so a short file never lands.
         let copy = (|| -> io::Result<()> {
             let mut out = File::create(&tmp)?;
             io::copy(&mut response.into_body().into_reader(), &mut out)?;
@@ -175,7 +201,10 @@ fn download(preset: &str) -> Result<PathBuf> {
             out.sync_all()?;
             std::fs::rename(&tmp, &target)
         })();
-        copy.map_err(|e| Error::Download { url: url.clone(), reason: e.to_string() })?;
+        if let Err(e) = copy {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::Download { url, reason: e.to_string() });
+        }
     }
     let dir = snapshot.expect("MODEL_FILES is not empty");
     let commit = dir.file_name().expect("snapshot dir has a name").to_string_lossy().into_owned();

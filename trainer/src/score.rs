@@ -25,8 +25,9 @@ pub struct TokenLoss {
     pub loss: f64,
 }
 
-/// Scores `text`. A text longer than the context is scored in overlapping windows, so that every token after the
-/// first is predicted exactly once and with at least half a context of history (HF's strided perplexity).
+/// Scores `text`. A text longer than the context is scored in overlapping windows (HF's strided perplexity): the
+/// first window is a full context, and each later one moves by half a context and scores only its new tokens, so
+/// every token after the first is predicted exactly once and with at least half a context of history.
 pub fn score(model: &Gpt2, tokenizer: &Gpt2Tokenizer, text: &str, per_token: bool, device: &Device) -> Result<Score> {
     let ids = tokenizer.encode(text)?;
     let losses = next_token_losses(model, &ids, device)?;
@@ -49,11 +50,11 @@ pub fn next_token_losses(model: &Gpt2, ids: &[u32], device: &Device) -> Result<V
         return Err(Error::TooFewTokens(ids.len()));
     }
     let context = model.n_positions();
-    let stride = if ids.len() - 1 <= context { context } else { context / 2 };
+    let stride = (context / 2).max(1);
     let mut losses = Vec::with_capacity(ids.len() - 1);
     let mut next = 1; // the next target position
     while next < ids.len() {
-        let end = (next + stride).min(ids.len()); // targets next..end
+        let end = if next == 1 { context + 1 } else { next + stride }.min(ids.len()); // targets next..end
         let begin = end.saturating_sub(context + 1); // window ids[begin..end], inputs ids[begin..end-1]
         let inputs = ids_tensor(&ids[begin..end - 1], 1, device);
         let targets = ids_tensor(&ids[begin + 1..end], 1, device);
@@ -77,10 +78,21 @@ mod tests {
         let ids: Vec<u32> = (0..21).map(|i| (i * 37 % 500) as u32).collect();
         let losses = next_token_losses(&model, &ids, &device).unwrap();
         assert_eq!(losses.len(), 20);
-        // The first window (context 8) matches a direct forward pass over the first 8 inputs.
-        let inputs = ids_tensor(&ids[..8], 1, &device);
-        let direct = host_values(token_losses(model.forward(inputs), ids_tensor(&ids[1..9], 1, &device)));
-        assert_eq!(losses[..8], direct[..]);
+        // Context 8, stride 4: targets 1..9 from ids[0..8], then 9..13 from ids[4..12], 13..17 from ids[8..16],
+        // 17..21 from ids[12..20]. Each must equal a direct forward pass over its window.
+        let direct = |begin: usize, end: usize| {
+            let inputs = ids_tensor(&ids[begin..end - 1], 1, &device);
+            host_values(token_losses(model.forward(inputs), ids_tensor(&ids[begin + 1..end], 1, &device)))
+        };
+        assert_eq!(losses[..8], direct(0, 9)[..]);
+        for (first_target, begin) in [(9, 4), (13, 8), (17, 12)] {
+            let window = direct(begin, first_target + 4);
+            assert_eq!(
+                losses[first_target - 1..first_target + 3],
+                window[window.len() - 4..],
+                "targets from {first_target}"
+            );
+        }
         assert!(matches!(next_token_losses(&model, &ids[..1], &device), Err(Error::TooFewTokens(1))));
     }
 

@@ -6,8 +6,8 @@
 //! - `<|startoftext|>` is not in GPT-2's vocabulary. It is encoded as the 7 ordinary tokens `<`, `|`, `start`, `of`,
 //!   `text`, `|`, `>`, as both gpt-2-simple and HF do, so prompts written for gpt-2-simple work unchanged.
 //!
-//! gpt-2-simple also spells `<|endoftext|>` as 7 ordinary tokens; a model fine-tuned there learned that spelling, so
-//! generation stops on either form (see [`Gpt2Tokenizer::end_of_text_at`]).
+//! gpt-2-simple also spells `<|endoftext|>` as 7 ordinary tokens, and a model fine-tuned there learned that spelling.
+//! Both spellings decode to the same 13 characters, so generation stops on id 50256 or on that text.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -17,6 +17,7 @@ use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
 
+use crate::config::GPT2_VOCAB;
 use crate::{Error, Result};
 
 pub const END_OF_TEXT: &str = "<|endoftext|>";
@@ -83,15 +84,19 @@ impl Gpt2Tokenizer {
         Gpt2Tokenizer { inner, source: Some(vocab.to_owned()) }.checked()
     }
 
-    /// Refuses a tokenizer that is not GPT-2's: `<|endoftext|>` must be the single id 50256.
+    /// Refuses a tokenizer that is not GPT-2's: 50,257 tokens, `<|endoftext|>` the single id 50256.
     fn checked(self) -> Result<Self> {
-        match self.inner.token_to_id(END_OF_TEXT) {
-            Some(END_OF_TEXT_ID) => Ok(self),
-            other => Err(Error::Tokenizer {
-                path: self.source.clone().unwrap_or_default(),
-                reason: format!("{END_OF_TEXT} has id {other:?}, expected {END_OF_TEXT_ID}: not a GPT-2 tokenizer"),
-            }),
+        let (eot, size) = (self.inner.token_to_id(END_OF_TEXT), self.vocab_size());
+        if eot == Some(END_OF_TEXT_ID) && size == GPT2_VOCAB {
+            return Ok(self);
         }
+        Err(Error::Tokenizer {
+            path: self.source.clone().unwrap_or_default(),
+            reason: format!(
+                "{END_OF_TEXT} has id {eot:?} of {size} tokens, expected {END_OF_TEXT_ID} of {GPT2_VOCAB}: \
+                 not GPT-2's tokenizer"
+            ),
+        })
     }
 
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
@@ -137,12 +142,6 @@ impl Gpt2Tokenizer {
     fn error(&self, e: impl std::fmt::Display) -> Error {
         Error::Tokenizer { path: self.source.clone().unwrap_or_else(|| "built-in GPT-2".into()), reason: e.to_string() }
     }
-}
-
-/// Byte offset in `text` where an end-of-text marker begins, in either spelling: the special token decodes to
-/// the same 13 characters as gpt-2-simple's 7-token form.
-pub fn end_of_text_at(text: &str) -> Option<usize> {
-    text.find(END_OF_TEXT)
 }
 
 fn tokenizer_error(path: &Path, e: impl std::fmt::Display) -> Error {
