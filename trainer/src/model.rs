@@ -153,10 +153,13 @@ impl Gpt2 {
         self.wpe.weight.dims()[0]
     }
 
-    /// Logits for every position of `ids`.
+    /// Logits for every position of `ids`. Callers keep `seq` within the context (score windows, train's
+    /// `--seq-len` check); a longer input is a bug, not bad user data.
     ///
     /// ids: `[batch, seq]` → logits `[batch, seq, vocab]`
     pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        let [_, t] = ids.dims();
+        assert!(t <= self.n_positions(), "{t} tokens exceed the context of {}", self.n_positions());
         self.forward_inner(ids, None)
     }
 
