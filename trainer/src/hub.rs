@@ -23,8 +23,6 @@ pub const MODEL_FILES: [&str; 4] = [CONFIG_FILE, WEIGHTS_FILE, "vocab.json", "me
 
 /// A resolved `--model`: the shape, where the weights are (none: random init) and the tokenizer.
 pub struct ModelSource {
-    /// The spec as the user wrote it, for messages and metadata.
-    pub spec: String,
     pub config: Config,
     pub weights: Option<PathBuf>,
     pub tokenizer: Gpt2Tokenizer,
@@ -37,22 +35,17 @@ impl ModelSource {
     pub fn resolve(spec: &str, from_scratch: bool) -> Result<Self> {
         let path = Path::new(spec);
         if path.is_dir() {
-            return Self::from_dir(spec, path, from_scratch);
+            return Self::from_dir(path, from_scratch);
         }
         let Some(config) = Config::preset(spec) else { return Err(not_a_model(spec)) };
         if spec == "tiny" || from_scratch {
-            return Ok(ModelSource {
-                spec: spec.to_owned(),
-                config,
-                weights: None,
-                tokenizer: Gpt2Tokenizer::builtin(),
-            });
+            return Ok(ModelSource { config, weights: None, tokenizer: Gpt2Tokenizer::builtin() });
         }
         let dir = match cached_snapshot(spec) {
             Some(dir) => dir,
             None => download(spec)?,
         };
-        Self::from_dir(spec, &dir, false)
+        Self::from_dir(&dir, false)
     }
 
     /// Only the tokenizer of `spec`: a model directory's files, or the built-in one for a preset.
@@ -65,7 +58,7 @@ impl ModelSource {
         }
     }
 
-    fn from_dir(spec: &str, dir: &Path, from_scratch: bool) -> Result<Self> {
+    fn from_dir(dir: &Path, from_scratch: bool) -> Result<Self> {
         let config = Config::from_file(&dir.join(CONFIG_FILE))?;
         let weights_path = dir.join(WEIGHTS_FILE);
         let weights = match (from_scratch, weights_path.is_file()) {
@@ -92,7 +85,7 @@ impl ModelSource {
                 ),
             });
         }
-        Ok(ModelSource { spec: spec.to_owned(), config, weights, tokenizer })
+        Ok(ModelSource { config, weights, tokenizer })
     }
 
     /// The model on `device`: the weights file, or GPT-2's random initialisation from `seed`.

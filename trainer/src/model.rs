@@ -124,18 +124,18 @@ impl Gpt2 {
         Self::build(config, device, &mut RandomInit::new(config, seed))
     }
 
-    /// Every parameter under its HF name, in [`Self::build`]'s order.
-    pub fn named_tensors(&self) -> Vec<(String, Tensor<2>)> {
-        let row = |t: Tensor<1>| t.unsqueeze::<2>();
-        let mut out =
-            vec![("wte.weight".to_owned(), self.wte.weight.val()), ("wpe.weight".to_owned(), self.wpe.weight.val())];
+    /// Every parameter under its HF name and in HF's shape (vectors stay 1-D), as f32 host data, in
+    /// [`Self::build`]'s order.
+    pub fn named_tensors(&self) -> Vec<(String, TensorData)> {
+        let mut out = vec![("wte.weight".to_owned(), f32_data(self.wte.weight.val()))];
+        out.push(("wpe.weight".to_owned(), f32_data(self.wpe.weight.val())));
         let push_linear = |out: &mut Vec<_>, name: String, l: &Linear| {
-            out.push((format!("{name}.weight"), l.weight.val()));
-            out.push((format!("{name}.bias"), row(l.bias.as_ref().expect("GPT-2 linears have a bias").val())));
+            out.push((format!("{name}.weight"), f32_data(l.weight.val())));
+            out.push((format!("{name}.bias"), f32_data(l.bias.as_ref().expect("GPT-2 linears have a bias").val())));
         };
         let push_norm = |out: &mut Vec<_>, name: String, n: &LayerNorm| {
-            out.push((format!("{name}.weight"), row(n.gamma.val())));
-            out.push((format!("{name}.bias"), row(n.beta.as_ref().expect("GPT-2 LayerNorms have a bias").val())));
+            out.push((format!("{name}.weight"), f32_data(n.gamma.val())));
+            out.push((format!("{name}.bias"), f32_data(n.beta.as_ref().expect("GPT-2 LayerNorms have a bias").val())));
         };
         for (i, block) in self.h.iter().enumerate() {
             push_norm(&mut out, format!("h.{i}.ln_1"), &block.ln_1);
@@ -336,9 +336,14 @@ impl WeightSource for RandomInit {
     }
 }
 
+/// A float tensor's data on the host, as f32.
+fn f32_data<const D: usize>(t: Tensor<D>) -> TensorData {
+    t.into_data().convert::<f32>()
+}
+
 /// A float tensor's values on the host, in row-major order.
 pub fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("converted to f32")
+    f32_data(t).try_into_vec::<f32>().expect("converted to f32")
 }
 
 /// Ids as a `[batch, seq]` tensor.
@@ -418,7 +423,7 @@ mod tests {
         let device = Device::flex();
         let model = Gpt2::init(&tiny(), &device, 5).unwrap();
         let named: std::collections::HashMap<_, _> =
-            model.named_tensors().into_iter().map(|(n, t)| (n, host_values(t))).collect();
+            model.named_tensors().into_iter().map(|(n, t)| (n, t.try_to_vec::<f32>().unwrap())).collect();
         assert_eq!(named.len(), 2 + 2 * 12 + 2);
         let mut source = FromModel(named);
         let copy = Gpt2::build(&tiny(), &device, &mut source).unwrap();

@@ -18,7 +18,7 @@ use safetensors::SafeTensors;
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::config::Config;
-use crate::model::{Gpt2, WeightSource, host_values};
+use crate::model::{Gpt2, WeightSource};
 use crate::tokenizer::Gpt2Tokenizer;
 use crate::{Error, Result};
 
@@ -44,12 +44,10 @@ pub fn load(path: &Path, config: &Config, device: &Device) -> Result<Gpt2> {
 pub fn save(model: &Gpt2, config: &Config, tokenizer: &Gpt2Tokenizer, dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
     let mut tensors: Vec<(String, OwnedTensor)> = Vec::new();
-    for (name, tensor) in model.named_tensors() {
-        let [rows, cols] = tensor.dims();
-        // Vectors were carried as [1, n]; HF stores them 1-D.
-        let shape = if name.ends_with(".bias") || name.contains("ln_") { vec![cols] } else { vec![rows, cols] };
-        let bytes = host_values(tensor).iter().flat_map(|v| v.to_le_bytes()).collect();
-        tensors.push((format!("transformer.{name}"), OwnedTensor { shape, bytes }));
+    for (name, data) in model.named_tensors() {
+        let values = data.as_slice::<f32>().expect("named_tensors gives f32");
+        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        tensors.push((format!("transformer.{name}"), OwnedTensor { shape: data.shape().to_vec(), bytes }));
     }
     let metadata = HashMap::from([("format".to_owned(), "pt".to_owned())]);
     let weights = safetensors::serialize(tensors, Some(metadata))
@@ -197,6 +195,7 @@ mod tests {
     use super::*;
     use crate::backend::Backend;
     use crate::hub::ModelSource;
+    use crate::model::host_values;
     use crate::model::{KvCache, ids_tensor};
     use crate::score::next_token_losses;
 
