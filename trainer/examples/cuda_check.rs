@@ -12,52 +12,20 @@ use std::time::Instant;
 use burn::tensor::{Device, Tensor};
 use revgen_trainer::backend::Backend;
 use revgen_trainer::config::Config;
-use revgen_trainer::hub::ModelSource;
 use revgen_trainer::model::{Gpt2, KvCache, host_values, ids_tensor};
-use safetensors::SafeTensors;
+use revgen_trainer::parity::TextParity;
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     host_values(t)
 }
 
-fn f32s(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
-
 fn parity(fixture: &Path, device: &Device) {
-    let reference: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture.join("reference.json")).unwrap()).unwrap();
-    let bytes = std::fs::read(fixture.join("reference.safetensors")).unwrap();
-    let expected = SafeTensors::deserialize(&bytes).unwrap();
-    let source = ModelSource::resolve(&fixture.to_string_lossy(), false).unwrap();
-    let model = source.load(device, 0).unwrap();
-    let vocab = source.config.vocab_size;
-    let step = reference["column_step"].as_u64().unwrap() as usize;
-    let (mut logit_diff, mut kv_diff, mut loss_rel) = (0f32, 0f32, 0f64);
-    for (i, text) in reference["texts"].as_array().unwrap().iter().enumerate() {
-        let ids: Vec<u32> = text["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-        let logits = values(model.forward(ids_tensor(&ids, 1, device)));
-        let picked: Vec<f32> = logits.chunks(vocab).flat_map(|r| r.iter().step_by(step).copied()).collect();
-        logit_diff =
-            logit_diff.max(max_abs_diff(&picked, &f32s(expected.tensor(&format!("logits.{i}")).unwrap().data())));
-        let mut cache = KvCache::new();
-        let mut incremental = Vec::new();
-        for &id in &ids {
-            incremental.extend(values(model.forward_cached(ids_tensor(&[id], 1, device), &mut cache).unwrap()));
-        }
-        kv_diff = kv_diff.max(max_abs_diff(&incremental, &logits));
-        if let Some(loss) = text["loss"].as_f64() {
-            let losses = revgen_trainer::score::next_token_losses(&model, &ids, device).unwrap();
-            let mean = losses.iter().map(|&l| f64::from(l)).sum::<f64>() / losses.len() as f64;
-            loss_rel = loss_rel.max(((mean - loss) / loss).abs());
-        }
-    }
-    let ok = logit_diff <= 1e-4 && kv_diff <= 1e-4 && loss_rel <= 1e-5;
+    let texts = revgen_trainer::parity::compare(fixture, device).unwrap();
+    let max = |f: fn(&TextParity) -> f64| texts.iter().map(f).fold(0.0, f64::max);
+    let logit_diff = max(|t| f64::from(t.logit_diff.max(t.last_position_diff)));
+    let kv_diff = max(|t| f64::from(t.kv_cache_diff));
+    let loss_rel = max(|t| t.loss_rel_diff.unwrap_or(0.0));
+    let ok = texts.iter().all(|t| t.ids_match) && logit_diff <= 1e-4 && kv_diff <= 1e-4 && loss_rel <= 1e-5;
     println!(
         "{}",
         serde_json::json!({"check": "parity", "device": format!("{device:?}"), "max_logit_diff": logit_diff,

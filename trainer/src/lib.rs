@@ -6,6 +6,7 @@ pub mod config;
 mod error;
 pub mod hub;
 pub mod model;
+pub mod parity;
 pub mod score;
 pub mod tokenizer;
 pub mod weights;
