@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use revgen_jobs::demo::DemoConfig;
 use revgen_pipeline::dump::JsonLayout;
+use revgen_pipeline::output::OutputFormat;
+use revgen_pipeline::source::StoreOptions;
 use revgen_pipeline::synth::SynthConfig;
 use revgen_trainer::backend::Backend;
 
@@ -32,6 +34,73 @@ pub enum Command {
     Score(ScoreArgs),
     /// Write a model or checkpoint as an HF model directory that transformers loads.
     Export(ExportArgs),
+    /// Stats of a dump: reviews and review length per star rating, for all and for helpful reviews (sql/stats.sql).
+    Stats(StatsArgs),
+    /// Run SQL over a dump, registered as the table `reviews`.
+    Sql(SqlArgs),
+}
+
+/// Where the dump is and how to read it.
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// Dump files: local paths, directories, globs, or file://, s3://, gs://, az://, https:// URLs. Repeat or
+    /// comma-separate for several. Formats by name: .tsv, .tsv.gz, .parquet, .json/.jsonl(.gz) (McAuley layouts).
+    #[arg(long, short, required = true, value_delimiter = ',')]
+    pub input: Vec<String>,
+    /// S3-compatible endpoint, such as http://127.0.0.1:9000. Credentials come from AWS_* variables.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// S3 region (else AWS_REGION).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Anonymous S3 requests, for public buckets.
+    #[arg(long)]
+    pub no_sign_request: bool,
+    /// Write every malformed row here as JSON lines (object, line, reason, raw); it appears when the job ends.
+    #[arg(long)]
+    pub quarantine: Option<PathBuf>,
+}
+
+impl InputArgs {
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            no_sign_request: self.no_sign_request,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// A query file to run instead of the built-in sql/stats.sql (same parameters: $min_helpful, {{by}}).
+    #[arg(long)]
+    pub sql: Option<PathBuf>,
+    /// A review is helpful when helpful_votes >= this.
+    #[arg(long, default_value_t = 1)]
+    pub min_helpful: i32,
+    /// Also group by these columns, such as product_category.
+    #[arg(long, value_delimiter = ',')]
+    pub by: Vec<String>,
+    /// table, markdown, csv or json.
+    #[arg(long, default_value = "table")]
+    pub format: OutputFormat,
+    /// Also draw average review length by rating, all vs helpful, to FILE.png or FILE.svg.
+    #[arg(long)]
+    pub chart: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// table, markdown, csv or json.
+    #[arg(long, default_value = "table")]
+    pub format: OutputFormat,
+    /// The query, over the table `reviews`.
+    pub query: String,
 }
 
 /// Which model: an HF model directory or a preset, and how to start it.

@@ -9,6 +9,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
+use revgen_pipeline::progress::Progress;
+use revgen_pipeline::quarantine::RowLog;
+use revgen_pipeline::query::{Params, Reviews};
+use revgen_pipeline::stats::StatsConfig;
 use revgen_trainer::backend::Backend;
 use revgen_trainer::hub::ModelSource;
 
@@ -97,6 +101,55 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", file.display());
             }
         }
+        Command::Stats(args) => runtime()?.block_on(stats(args))?,
+        Command::Sql(args) => runtime()?.block_on(sql(args))?,
+    }
+    Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// Opens the dump named by the input flags, with its quarantine.
+async fn open_reviews(args: &cli::InputArgs) -> anyhow::Result<Reviews> {
+    let log = match &args.quarantine {
+        Some(path) => RowLog::with_quarantine(path)?,
+        None => RowLog::counting(),
+    };
+    Ok(Reviews::open(&args.input, &args.store_options(), log).await?)
+}
+
+async fn stats(args: cli::StatsArgs) -> anyhow::Result<()> {
+    let reviews = open_reviews(&args.input).await?;
+    let mut config = StatsConfig { min_helpful: args.min_helpful, by: args.by, ..Default::default() };
+    if let Some(path) = &args.sql {
+        config.sql = revgen_pipeline::query::read_sql(path)?;
+    }
+    let progress = Progress::start("scanning", reviews.bytes_read.clone(), reviews.total_bytes);
+    let report = revgen_pipeline::stats::run(&reviews, &config).await;
+    progress.finish();
+    let report = report?;
+    if let Some(path) = &args.chart {
+        let title = format!("Average review length by rating (helpful: >= {} votes)", report.min_helpful);
+        revgen_pipeline::chart::draw_lengths(&report.rows()?, &title, path)?;
+    }
+    print!("{}", revgen_pipeline::output::render_stats(&report, args.format)?);
+    Ok(())
+}
+
+async fn sql(args: cli::SqlArgs) -> anyhow::Result<()> {
+    let reviews = open_reviews(&args.input).await?;
+    let progress = Progress::start("scanning", reviews.bytes_read.clone(), reviews.total_bytes);
+    let batches = reviews.sql(&args.query, &Params::default()).await;
+    progress.finish();
+    let batches = batches?;
+    let quarantine = reviews.log.finish()?;
+    print!("{}", revgen_pipeline::output::render_batches(&batches, args.format)?);
+    // The counts go to stderr, so that stdout stays the result alone (CSV and JSON load as they are).
+    eprintln!("{}", revgen_pipeline::output::counts_line(&reviews.counts()));
+    if let Some((path, rows)) = quarantine {
+        eprintln!("quarantine: {} ({rows} rows)", path.display());
     }
     Ok(())
 }

@@ -2,7 +2,8 @@
 //!
 //! Stages so far:
 //! 1. synthesise an Amazon Customer Reviews dump (`.tsv.gz`, the AWS format) and compare it with the published
-//!    figures it reproduces.
+//!    figures it reproduces;
+//! 2. the stats report over that dump (sql/stats.sql), its malformed rows quarantined, with a chart.
 //!
 //! Each later stage (stats, prepare, train, generate) is appended here, so the demo always runs the whole flow.
 
@@ -10,6 +11,11 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::PathBuf;
 
+use revgen_pipeline::output::{self, OutputFormat};
+use revgen_pipeline::quarantine::RowLog;
+use revgen_pipeline::query::Reviews;
+use revgen_pipeline::source::StoreOptions;
+use revgen_pipeline::stats::{self, StatsConfig, StatsReport};
 use revgen_pipeline::synth::{self, MEAN_CHARS_ALL, MEAN_CHARS_HELPFUL, STAR_COUNTS, SynthConfig, SynthSummary};
 
 use crate::{Error, Result};
@@ -28,6 +34,10 @@ pub struct DemoConfig {
 #[derive(Clone, Debug)]
 pub struct DemoReport {
     pub dump: SynthSummary,
+    pub stats: StatsReport,
+    /// The stats as Markdown, and the chart.
+    pub stats_file: PathBuf,
+    pub chart_file: PathBuf,
 }
 
 pub fn run(config: &DemoConfig) -> Result<DemoReport> {
@@ -36,7 +46,26 @@ pub fn run(config: &DemoConfig) -> Result<DemoReport> {
     let synth_config =
         SynthConfig { rows: config.rows, seed: config.seed, malformed_rate: 0.001, ..Default::default() };
     let dump = synth::write_dump(&synth_config, &dump_path)?;
-    Ok(DemoReport { dump })
+
+    let stats = stats_stage(config, &dump_path)?;
+    let stats_file = config.dir.join("stats.md");
+    let markdown = output::render_stats(&stats, OutputFormat::Markdown)?;
+    std::fs::write(&stats_file, markdown).map_err(|source| Error::Io { path: stats_file.clone(), source })?;
+    let chart_file = config.dir.join("stats.svg");
+    revgen_pipeline::chart::draw_lengths(&stats.rows()?, "Average review length by rating", &chart_file)?;
+    Ok(DemoReport { dump, stats, stats_file, chart_file })
+}
+
+fn stats_stage(config: &DemoConfig, dump: &std::path::Path) -> Result<StatsReport> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io { path: config.dir.clone(), source })?;
+    runtime.block_on(async {
+        let log = RowLog::with_quarantine(&config.dir.join("quarantine.jsonl"))?;
+        let reviews = Reviews::open(&[dump.to_string_lossy().into_owned()], &StoreOptions::default(), log).await?;
+        Ok(stats::run(&reviews, &StatsConfig::default()).await?)
+    })
 }
 
 impl DemoReport {
@@ -79,6 +108,18 @@ impl DemoReport {
             100.0 * d.helpful as f64 / d.valid.max(1) as f64,
             100.0 * synth::HELPFUL_OVERALL
         );
+        let s = &self.stats;
+        let _ = writeln!(out, "2. stats (sql/stats.sql): {}", self.stats_file.display());
+        let _ = writeln!(out, "   {}", output::counts_line(&s.counts));
+        if let Some((path, rows)) = &s.quarantine {
+            let _ = writeln!(out, "   quarantine: {} ({rows} rows)", path.display());
+        }
+        let _ = writeln!(out, "   chart: {}", self.chart_file.display());
+        if let Ok(table) = output::render_batches(&s.batches, OutputFormat::Table) {
+            for line in table.lines() {
+                let _ = writeln!(out, "   {line}");
+            }
+        }
         out
     }
 }
@@ -96,6 +137,11 @@ mod tests {
         assert!(report.dump.path.exists());
         let text = report.render();
         assert!(text.contains("2000 rows"), "{text}");
+        // The stats stage read every row the dump has, and kept its malformed ones.
+        assert_eq!(report.stats.counts.rows_read, 2_000);
+        assert_eq!(report.stats.counts.malformed, report.dump.malformed);
+        assert!(text.contains("rows_read 2,000"), "{text}");
+        assert!(report.stats_file.exists() && report.chart_file.exists());
         // A second run replaces the outputs instead of failing or appending.
         let again = run(&config).unwrap();
         assert_eq!(again.dump.bytes, report.dump.bytes);

@@ -38,10 +38,21 @@ pub enum Malformed {
     VotesNotNumeric,
     /// star_rating is an integer outside 1..=5.
     StarRatingOutOfRange,
+    /// The line is not valid UTF-8 (the dump is UTF-8 throughout).
+    InvalidUtf8,
 }
 
 impl Malformed {
-    pub const ALL: [Malformed; 4] = [
+    /// Every reason, in the order reports list them.
+    pub const ALL: [Malformed; 5] = [
+        Malformed::FieldCount,
+        Malformed::StarRatingNotNumeric,
+        Malformed::VotesNotNumeric,
+        Malformed::StarRatingOutOfRange,
+        Malformed::InvalidUtf8,
+    ];
+    /// The reasons `synth` plants in its dumps (it never writes invalid UTF-8).
+    pub const PLANTED: [Malformed; 4] = [
         Malformed::FieldCount,
         Malformed::StarRatingNotNumeric,
         Malformed::VotesNotNumeric,
@@ -54,6 +65,7 @@ impl Malformed {
             Malformed::StarRatingNotNumeric => "star_rating_not_numeric",
             Malformed::VotesNotNumeric => "votes_not_numeric",
             Malformed::StarRatingOutOfRange => "star_rating_out_of_range",
+            Malformed::InvalidUtf8 => "invalid_utf8",
         }
     }
 }
@@ -130,6 +142,27 @@ impl std::str::FromStr for JsonLayout {
             }),
         }
     }
+}
+
+/// `YYYY-MM-DD` for days since 1970-01-01.
+pub fn iso_date(days: i32) -> String {
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+
+/// Proleptic Gregorian date from days since 1970-01-01 (Howard Hinnant's `civil_from_days`).
+pub fn civil_from_days(days: i32) -> (i32, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i32::from(m <= 2);
+    (y, m, d)
 }
 
 #[cfg(test)]

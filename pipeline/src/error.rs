@@ -31,6 +31,36 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    #[error("{spec}: {reason}")]
+    InvalidInput { spec: String, reason: String },
+    #[error("{spec}: no dump files there (.tsv, .tsv.gz, .parquet, .json, .jsonl, .json.gz)")]
+    NoInput { spec: String },
+    #[error("{url}: {source}")]
+    ObjectStore {
+        url: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("{url}: {source}")]
+    Read {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{url}: line 1 is not the AWS TSV header; expected {expected:?}, found {found:?}")]
+    BadHeader { url: String, expected: String, found: String },
+    #[error("writing the quarantine file: {reason}")]
+    Quarantine { reason: String },
+    #[error("{context}: {source}")]
+    DataFusion {
+        context: String,
+        #[source]
+        source: Box<datafusion::error::DataFusionError>,
+    },
+    #[error("{path}: {reason}")]
+    Sql { path: PathBuf, reason: String },
+    #[error("{path}: drawing the chart: {reason}")]
+    Chart { path: PathBuf, reason: String },
     #[error("invalid setting {name}: {reason}")]
     InvalidSetting { name: &'static str, reason: String },
 }

@@ -3,5 +3,6 @@
 
 mod cli;
 mod model;
+mod stats;
 mod support;
 mod synth;

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{Review, Row};
-use crate::dump::{COLUMNS, Format, JsonLayout, Malformed};
+use crate::dump::{COLUMNS, Format, JsonLayout, Malformed, civil_from_days, iso_date};
 use crate::{Error, Result};
 
 /// Writes `rows` to a temporary file beside `out`, then renames it into place, so a killed run never leaves a
@@ -135,6 +135,7 @@ fn tsv_line(row: &Row, line: &mut String) {
             fields[column] = pick(row, &["one", "1,024", "NaN", "-"]).to_owned();
         }
         Some(Malformed::StarRatingOutOfRange) => fields[7] = out_of_range_rating(row).to_string(),
+        Some(Malformed::InvalidUtf8) => unreachable!("synth plants only Malformed::PLANTED"),
     }
     line.push_str(&fields.join("\t"));
 }
@@ -358,6 +359,7 @@ impl ParquetBatch {
             Some(Malformed::StarRatingOutOfRange) => ints[0] = Some(out_of_range_rating(row)),
             Some(Malformed::VotesNotNumeric) => ints[1 + spoiled_vote_column(row)] = None,
             Some(Malformed::FieldCount) | None => {}
+            Some(Malformed::InvalidUtf8) => unreachable!("synth plants only Malformed::PLANTED"),
         }
         for (builder, value) in self.ints.iter_mut().zip(ints) {
             builder.append_option(value);
@@ -392,31 +394,12 @@ impl ParquetBatch {
     }
 }
 
-/// `YYYY-MM-DD` for days since 1970-01-01.
-fn iso_date(days: i32) -> String {
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 /// `MM DD, YYYY`, the McAuley `reviewTime` format.
 fn us_date(days: i32) -> String {
     let (y, m, d) = civil_from_days(days);
     format!("{m:02} {d:02}, {y}")
 }
 
-/// Proleptic Gregorian date from days since 1970-01-01 (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i32) -> (i32, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i32::from(m <= 2);
-    (y, m, d)
-}
 
 #[cfg(test)]
 mod tests {

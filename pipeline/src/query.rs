@@ -1,0 +1,261 @@
+//! SQL over a dump: a DataFusion session with the job's inputs registered as the table `reviews`, and the query
+//! files of `sql/` with their parameters.
+//!
+//! Query files take two kinds of parameters:
+//! - values as DataFusion placeholders, such as `$min_helpful`, bound with their types checked by DataFusion;
+//! - `{{by}}`: extra grouping columns (`--by`), spliced in as text, each one checked to be a column of `reviews`
+//!   first. It is empty, or a list with a trailing comma (`product_category, `).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ParamValues;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::scalar::ScalarValue;
+use serde::Serialize;
+
+use crate::decode::BytesRead;
+use crate::dump::COLUMNS;
+use crate::quarantine::{RowCounts, RowLog};
+use crate::source::{self, Input, Kind, StoreOptions};
+use crate::table::ReviewsTable;
+use crate::{Error, Result};
+
+/// `sql/stats.sql`, built in; `--sql FILE` replaces it.
+pub const STATS_SQL: &str = include_str!("../../sql/stats.sql");
+
+/// One input object as reports list it.
+#[derive(Clone, Debug, Serialize)]
+pub struct InputSummary {
+    pub url: String,
+    pub bytes: u64,
+    pub e_tag: Option<String>,
+    pub kind: Kind,
+    pub gzip: bool,
+}
+
+/// A dump opened for queries.
+pub struct Reviews {
+    pub ctx: SessionContext,
+    pub inputs: Vec<InputSummary>,
+    pub log: RowLog,
+    /// Bytes read so far over all inputs, against [`Reviews::total_bytes`].
+    pub bytes_read: BytesRead,
+    pub total_bytes: u64,
+}
+
+impl Reviews {
+    /// Resolves the input specs and registers them as `reviews`. Malformed rows go to `log`.
+    pub async fn open(specs: &[String], options: &StoreOptions, log: RowLog) -> Result<Self> {
+        let inputs = source::resolve(specs, options).await?;
+        Ok(Self::from_inputs(inputs, log))
+    }
+
+    pub fn from_inputs(inputs: Vec<Input>, log: RowLog) -> Self {
+        // Stable output: one target partition per core, and batches of the size our readers emit.
+        let config = SessionConfig::new().with_batch_size(crate::batch::BATCH_ROWS).with_information_schema(true);
+        let ctx = SessionContext::new_with_config(config);
+        for input in &inputs {
+            ctx.register_object_store(&input.store_url, Arc::clone(&input.store));
+        }
+        let summaries = inputs
+            .iter()
+            .map(|i| InputSummary { url: i.url.clone(), bytes: i.size, e_tag: i.e_tag.clone(), kind: i.kind, gzip: i.gzip })
+            .collect();
+        let total_bytes = inputs.iter().map(|i| i.size).sum();
+        let bytes_read = BytesRead::default();
+        let table = ReviewsTable::new(inputs, log.clone(), Arc::clone(&bytes_read));
+        ctx.register_table("reviews", Arc::new(table)).expect("a fresh session has no table named reviews");
+        Reviews { ctx, inputs: summaries, log, bytes_read, total_bytes }
+    }
+
+    /// Runs one SQL statement and collects its result.
+    pub async fn sql(&self, sql: &str, params: &Params) -> Result<Vec<RecordBatch>> {
+        let df_err = |context: &str| {
+            let context = context.to_owned();
+            move |source| Error::DataFusion { context, source: Box::new(source) }
+        };
+        let frame = self.ctx.sql(sql).await.map_err(df_err("planning the query"))?;
+        let frame = if params.values.is_empty() {
+            frame
+        } else {
+            frame
+                .with_param_values(ParamValues::Map(
+                    params.values.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect(),
+                )).map_err(df_err("binding parameters"))?
+        };
+        frame.collect().await.map_err(df_err("running the query"))
+    }
+
+    /// Row counts over every input read so far.
+    pub fn counts(&self) -> RowCounts {
+        self.log.totals()
+    }
+}
+
+/// Parameters of a query file.
+#[derive(Clone, Debug, Default)]
+pub struct Params {
+    values: HashMap<String, ScalarValue>,
+    by: Vec<String>,
+}
+
+impl Params {
+    pub fn value(mut self, name: &str, value: impl Into<ScalarValue>) -> Self {
+        self.values.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// Extra grouping columns, each a column of `reviews`.
+    pub fn by(mut self, columns: &[String]) -> Result<Self> {
+        for column in columns {
+            if !COLUMNS.contains(&column.as_str()) || column == "star_rating" {
+                return Err(Error::InvalidSetting {
+                    name: "--by",
+                    reason: format!("{column:?} is not a column of reviews to group by; try product_category"),
+                });
+            }
+        }
+        self.by = columns.to_vec();
+        Ok(self)
+    }
+
+    pub fn by_columns(&self) -> &[String] {
+        &self.by
+    }
+
+    /// The query text with `{{by}}` filled in.
+    pub fn render(&self, sql: &str) -> String {
+        let by: String = self.by.iter().map(|c| format!("{c}, ")).collect();
+        sql.replace("{{by}}", &by)
+    }
+}
+
+/// Reads a query file.
+pub fn read_sql(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(Error::io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::{DataType, Float64Type};
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
+
+    use super::*;
+
+    fn sql_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sql")
+    }
+
+    /// The `reviews` session as a sqllogictest database.
+    struct Db {
+        reviews: Reviews,
+        params: Params,
+    }
+
+    #[async_trait::async_trait]
+    impl AsyncDB for Db {
+        type Error = Error;
+        type ColumnType = DefaultColumnType;
+
+        async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>> {
+            let batches = self.reviews.sql(sql, &self.params).await?;
+            let Some(schema) = batches.first().map(|b| b.schema()) else {
+                return Ok(DBOutput::StatementComplete(0));
+            };
+            let types = schema
+                .fields()
+                .iter()
+                .map(|f| match f.data_type() {
+                    t if t.is_integer() => DefaultColumnType::Integer,
+                    t if t.is_floating() => DefaultColumnType::FloatingPoint,
+                    _ => DefaultColumnType::Text,
+                })
+                .collect();
+            let mut rows = Vec::new();
+            for batch in &batches {
+                let options = FormatOptions::default().with_null("NULL");
+                for i in 0..batch.num_rows() {
+                    let row = batch
+                        .columns()
+                        .iter()
+                        .map(|array| match array.data_type() {
+                            DataType::Float64 if array.is_valid(i) => {
+                                let v = array.as_primitive::<Float64Type>().value(i);
+                                let text = format!("{v:.4}");
+                                text.trim_end_matches('0').trim_end_matches('.').to_owned()
+                            }
+                            _ => ArrayFormatter::try_new(array.as_ref(), &options).unwrap().value(i).to_string(),
+                        })
+                        .collect();
+                    rows.push(row);
+                }
+            }
+            Ok(DBOutput::Rows { types, rows })
+        }
+
+        async fn shutdown(&mut self) {}
+
+        fn engine_name(&self) -> &str {
+            "revgen"
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slt() {
+        let fixture = sql_dir().join("testdata/reviews.tsv").to_string_lossy().into_owned();
+        let params = Params::default().value("min_helpful", 1i32);
+        let stats = params.render(STATS_SQL);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(sql_dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+            .collect();
+        files.sort();
+        assert!(!files.is_empty(), "no .slt files in sql/");
+        for file in files {
+            // The placeholder line becomes the query file, so the .slt tests the file itself.
+            let text = std::fs::read_to_string(&file).unwrap();
+            let lines: Vec<&str> =
+                text.lines().map(|line| if line.trim() == "{{stats.sql}}" { stats.trim_end() } else { line }).collect();
+            let script = lines.join("\n");
+            let (fixture, params) = (fixture.clone(), params.clone());
+            let mut runner = sqllogictest::Runner::new(move || {
+                let (fixture, params) = (fixture.clone(), params.clone());
+                async move {
+                    let reviews = Reviews::open(&[fixture], &StoreOptions::default(), RowLog::counting()).await?;
+                    Ok(Db { reviews, params })
+                }
+            });
+            if let Err(e) = runner.run_script_async(&script).await {
+                panic!("{}: {}", file.display(), e.display(true));
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fixture_counts_balance() {
+        let fixture = sql_dir().join("testdata/reviews.tsv").to_string_lossy().into_owned();
+        let reviews = Reviews::open(&[fixture], &StoreOptions::default(), RowLog::counting()).await.unwrap();
+        reviews.sql("SELECT count(*) FROM reviews", &Params::default()).await.unwrap();
+        let counts = reviews.counts();
+        assert_eq!((counts.rows_read, counts.valid, counts.malformed), (11, 7, 4));
+        for reason in crate::dump::Malformed::PLANTED {
+            assert_eq!(counts.malformed_by_reason[&reason], 1, "{reason:?}");
+        }
+    }
+
+    #[test]
+    fn by_columns_are_checked() {
+        let params = Params::default().by(&["product_category".into()]).unwrap();
+        assert_eq!(params.render("SELECT {{by}} star_rating"), "SELECT product_category,  star_rating");
+        let err = Params::default().by(&["1; DROP TABLE x".into()]).unwrap_err().to_string();
+        assert!(err.contains("not a column"), "{err}");
+    }
+}

@@ -1,0 +1,202 @@
+//! The `reviews` table: every input object of a job, in whatever format, as one DataFusion table with the
+//! canonical schema. Its scan reads with our own decoders (see [`crate::decode`]), so malformed rows are counted
+//! and quarantined instead of failing the query or merging rows the way a quote-aware CSV reader does.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream};
+use tokio::runtime::Handle;
+
+use crate::batch;
+use crate::decode::{self, BytesRead};
+use crate::quarantine::RowLog;
+use crate::source::Input;
+
+/// The inputs of a job as a table.
+#[derive(Clone)]
+pub struct ReviewsTable {
+    inputs: Arc<Vec<Input>>,
+    log: RowLog,
+    bytes_read: BytesRead,
+}
+
+impl fmt::Debug for ReviewsTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReviewsTable").field("inputs", &self.inputs.len()).finish()
+    }
+}
+
+impl ReviewsTable {
+    pub fn new(inputs: Vec<Input>, log: RowLog, bytes_read: BytesRead) -> Self {
+        ReviewsTable { inputs: Arc::new(inputs), log, bytes_read }
+    }
+}
+
+#[async_trait]
+impl TableProvider for ReviewsTable {
+    fn schema(&self) -> SchemaRef {
+        batch::schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let projection = projection.cloned().unwrap_or_else(|| (0..batch::schema().fields().len()).collect());
+        let partitions = state.config().target_partitions().max(1);
+        Ok(Arc::new(ReviewsScan::new(self.clone(), projection, partitions)))
+    }
+}
+
+/// Reads the inputs in partitions of whole objects: a gzipped object cannot be split, and one object per task
+/// keeps the bookkeeping of line numbers exact. Objects are spread over partitions by size, largest first.
+#[derive(Debug)]
+pub struct ReviewsScan {
+    table: ReviewsTable,
+    projection: Vec<usize>,
+    /// Input indexes read by each partition, in order.
+    groups: Vec<Vec<usize>>,
+    properties: Arc<PlanProperties>,
+}
+
+impl ReviewsScan {
+    fn new(table: ReviewsTable, projection: Vec<usize>, max_partitions: usize) -> Self {
+        let groups = balance(&table.inputs, max_partitions);
+        let schema = Arc::new(batch::schema().project(&projection).expect("projection from DataFusion"));
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(schema),
+            Partitioning::UnknownPartitioning(groups.len().max(1)),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        ReviewsScan { table, projection, groups, properties: Arc::new(properties) }
+    }
+}
+
+/// Splits inputs into at most `max` groups of about equal bytes (longest processing time first).
+fn balance(inputs: &[Input], max: usize) -> Vec<Vec<usize>> {
+    let n = inputs.len().min(max).max(1);
+    let mut order: Vec<usize> = (0..inputs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(inputs[i].size));
+    let mut groups = vec![(0u64, Vec::new()); n];
+    for i in order {
+        let lightest = groups.iter_mut().min_by_key(|(bytes, _)| *bytes).expect("at least one group");
+        lightest.0 += inputs[i].size;
+        lightest.1.push(i);
+    }
+    groups
+        .into_iter()
+        .map(|(_, mut members)| {
+            members.sort_unstable();
+            members
+        })
+        .collect()
+}
+
+impl DisplayAs for ReviewsScan {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let columns: Vec<&str> = self.projection.iter().map(|&i| crate::dump::COLUMNS[i]).collect();
+        write!(f, "ReviewsScan: objects={}, partitions={}, projection=[{}]", self.table.inputs.len(), self.groups.len(), columns.join(", "))
+    }
+}
+
+impl ExecutionPlan for ReviewsScan {
+    fn name(&self) -> &str {
+        "ReviewsScan"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        Vec::new()
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(self: Arc<Self>, _children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(&self, partition: usize, _context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+        let group = self.groups.get(partition).cloned().unwrap_or_default();
+        let schema = Arc::clone(self.properties.eq_properties.schema());
+        let mut builder = RecordBatchReceiverStreamBuilder::new(schema, 2);
+        let tx = builder.tx();
+        let table = self.table.clone();
+        let projection = self.projection.clone();
+        let handle = Handle::current();
+        builder.spawn_blocking(move || {
+            let mut emit = |batch| tx.blocking_send(Ok(batch)).is_ok();
+            for i in group {
+                let mut sink = decode::Sink {
+                    handle: &handle,
+                    log: &table.log,
+                    bytes_read: &table.bytes_read,
+                    projection: &projection,
+                    emit: &mut emit,
+                };
+                decode::read(&table.inputs[i], &mut sink).map_err(|e| DataFusionError::External(Box::new(e)))?;
+                if tx.is_closed() {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        Ok(builder.build())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn balances_by_size() {
+        let sizes = [100u64, 10, 60, 50];
+        let store: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let inputs: Vec<Input> = sizes
+            .iter()
+            .map(|&size| Input {
+                url: format!("memory:///{size}.tsv"),
+                store_url: url::Url::parse("memory:///").unwrap(),
+                store: Arc::clone(&store),
+                location: object_store::path::Path::from(format!("{size}.tsv")),
+                size,
+                e_tag: None,
+                kind: crate::source::Kind::Tsv,
+                gzip: false,
+                partition_values: Vec::new(),
+            })
+            .collect();
+        // 100 | 60, then 50 joins 60, then 10 joins 100: 110 bytes each.
+        assert_eq!(balance(&inputs, 2), vec![vec![0, 1], vec![2, 3]]);
+        assert_eq!(balance(&inputs, 8).len(), 4);
+        assert_eq!(balance(&[], 2), vec![Vec::<usize>::new()]);
+    }
+}
