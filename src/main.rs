@@ -131,7 +131,7 @@ async fn stats(args: cli::StatsArgs) -> anyhow::Result<()> {
     progress.finish();
     let report = report?;
     if let Some(path) = &args.chart {
-        let title = format!("Average review length by rating (helpful: >= {} votes)", report.min_helpful);
+        let title = format!("Average review length by rating (helpful: >= {} helpful votes)", report.min_helpful);
         revgen_pipeline::chart::draw_lengths(&report.rows()?, &title, path)?;
     }
     print!("{}", revgen_pipeline::output::render_stats(&report, args.format)?);

@@ -70,6 +70,7 @@ where
         .disable_x_mesh()
         .x_labels(5)
         .x_label_formatter(&|x| format!("{x:.0}★"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .x_desc("star rating")
         .y_desc("average review length (characters)")
         .label_style(("sans-serif", 15))

@@ -150,7 +150,6 @@ pub fn iso_date(days: i32) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-
 /// Proleptic Gregorian date from days since 1970-01-01 (Howard Hinnant's `civil_from_days`).
 pub fn civil_from_days(days: i32) -> (i32, u32, u32) {
     let z = days + 719_468;

@@ -33,7 +33,7 @@ pub enum Error {
     },
     #[error("{spec}: {reason}")]
     InvalidInput { spec: String, reason: String },
-    #[error("{spec}: no dump files there (.tsv, .tsv.gz, .parquet, .json, .jsonl, .json.gz)")]
+    #[error("{spec}: not found, or no dump files under it (.tsv, .tsv.gz, .parquet, .json, .jsonl, .json.gz)")]
     NoInput { spec: String },
     #[error("{url}: {source}")]
     ObjectStore {

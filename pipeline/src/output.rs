@@ -49,7 +49,9 @@ pub fn render_batches(batches: &[RecordBatch], format: OutputFormat) -> Result<S
         OutputFormat::Table => grid(batches, false),
         OutputFormat::Markdown => grid(batches, true),
         OutputFormat::Csv => csv(batches)?,
-        OutputFormat::Json => serde_json::to_string_pretty(&Value::Array(json_rows(batches)?)).expect("JSON values"),
+        OutputFormat::Json => {
+            serde_json::to_string_pretty(&Value::Array(json_rows(batches)?)).expect("JSON values") + "\n"
+        }
     })
 }
 
@@ -293,9 +295,6 @@ mod tests {
         let mut counts = RowCounts::default();
         counts.add_valid(1_234_567);
         counts.add_malformed(Malformed::VotesNotNumeric);
-        assert_eq!(
-            counts_line(&counts),
-            "rows_read 1,234,568 = valid 1,234,567 + malformed 1 (votes_not_numeric 1)"
-        );
+        assert_eq!(counts_line(&counts), "rows_read 1,234,568 = valid 1,234,567 + malformed 1 (votes_not_numeric 1)");
     }
 }

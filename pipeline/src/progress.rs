@@ -63,7 +63,11 @@ fn line(label: &str, done: u64, total: u64, elapsed: Duration) -> String {
     let (done_mib, total_mib) = (done as f64 / MIB, total as f64 / MIB);
     let percent = if total > 0 { 100.0 * done as f64 / total as f64 } else { 0.0 };
     let rate = done_mib / elapsed.as_secs_f64().max(1e-3);
-    let left = if rate > 0.0 && total >= done { format!(", {:.0} s left", (total_mib - done_mib) / rate) } else { String::new() };
+    let left = if rate > 0.0 && total >= done {
+        format!(", {:.0} s left", (total_mib - done_mib) / rate)
+    } else {
+        String::new()
+    };
     format!("{label}: {done_mib:.1} / {total_mib:.1} MiB ({percent:.0}%), {rate:.1} MiB/s{left}")
 }
 

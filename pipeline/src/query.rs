@@ -62,7 +62,13 @@ impl Reviews {
         }
         let summaries = inputs
             .iter()
-            .map(|i| InputSummary { url: i.url.clone(), bytes: i.size, e_tag: i.e_tag.clone(), kind: i.kind, gzip: i.gzip })
+            .map(|i| InputSummary {
+                url: i.url.clone(),
+                bytes: i.size,
+                e_tag: i.e_tag.clone(),
+                kind: i.kind,
+                gzip: i.gzip,
+            })
             .collect();
         let total_bytes = inputs.iter().map(|i| i.size).sum();
         let bytes_read = BytesRead::default();
@@ -84,7 +90,8 @@ impl Reviews {
             frame
                 .with_param_values(ParamValues::Map(
                     params.values.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect(),
-                )).map_err(df_err("binding parameters"))?
+                ))
+                .map_err(df_err("binding parameters"))?
         };
         frame.collect().await.map_err(df_err("running the query"))
     }

@@ -205,11 +205,7 @@ fn to_input(
 fn partition_values(relative: &str) -> Vec<(String, String)> {
     let mut parts: Vec<&str> = relative.split('/').collect();
     parts.pop(); // the file name
-    parts
-        .into_iter()
-        .filter_map(|dir| dir.split_once('='))
-        .map(|(k, v)| (k.to_owned(), percent_decode(v)))
-        .collect()
+    parts.into_iter().filter_map(|dir| dir.split_once('=')).map(|(k, v)| (k.to_owned(), percent_decode(v))).collect()
 }
 
 fn percent_decode(s: &str) -> String {

@@ -9,8 +9,8 @@ use datafusion::arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
 use datafusion::arrow::record_batch::RecordBatch;
 use serde::Serialize;
 
-use crate::query::{InputSummary, Params, Reviews};
 use crate::quarantine::RowCounts;
+use crate::query::{InputSummary, Params, Reviews};
 use crate::{Error, Result};
 
 /// Settings of a stats run.

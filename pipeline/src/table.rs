@@ -16,7 +16,9 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
+};
 use tokio::runtime::Handle;
 
 use crate::batch;
@@ -115,7 +117,13 @@ fn balance(inputs: &[Input], max: usize) -> Vec<Vec<usize>> {
 impl DisplayAs for ReviewsScan {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let columns: Vec<&str> = self.projection.iter().map(|&i| crate::dump::COLUMNS[i]).collect();
-        write!(f, "ReviewsScan: objects={}, partitions={}, projection=[{}]", self.table.inputs.len(), self.groups.len(), columns.join(", "))
+        write!(
+            f,
+            "ReviewsScan: objects={}, partitions={}, projection=[{}]",
+            self.table.inputs.len(),
+            self.groups.len(),
+            columns.join(", ")
+        )
     }
 }
 

@@ -225,7 +225,8 @@ impl<'s, 'a> LineReader<'s, 'a> {
     /// Emits the last batch and adds the object's counts to the log.
     fn finish(&mut self) -> Result<()> {
         if !self.batch.is_empty() && !self.stopped {
-            let batch = self.batch.finish().map_err(|source| Error::Arrow { path: self.input.url.clone().into(), source })?;
+            let batch =
+                self.batch.finish().map_err(|source| Error::Arrow { path: self.input.url.clone().into(), source })?;
             (self.sink.emit)(batch);
         }
         self.sink.log.add(&self.input.url, &self.counts);

@@ -125,11 +125,8 @@ fn raw_row(file_batch: &RecordBatch, row: usize) -> String {
     let schema = file_batch.schema();
     let mut parts = Vec::with_capacity(schema.fields().len());
     for (field, array) in schema.fields().iter().zip(file_batch.columns()) {
-        let value = if array.is_null(row) {
-            "NULL".to_owned()
-        } else {
-            array_value_to_string(array, row).unwrap_or_default()
-        };
+        let value =
+            if array.is_null(row) { "NULL".to_owned() } else { array_value_to_string(array, row).unwrap_or_default() };
         parts.push(format!("{}={value}", field.name()));
     }
     parts.join("\t")

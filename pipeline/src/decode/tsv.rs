@@ -60,9 +60,7 @@ mod tests {
     use super::*;
 
     fn line(rating: &str, helpful: &str, body: &str) -> String {
-        format!(
-            "US\t1\tR1\tB00\t2\tTitle\tElectronics\t{rating}\t{helpful}\t3\tN\tY\tHeadline\t{body}\t2015-08-31"
-        )
+        format!("US\t1\tR1\tB00\t2\tTitle\tElectronics\t{rating}\t{helpful}\t3\tN\tY\tHeadline\t{body}\t2015-08-31")
     }
 
     #[test]

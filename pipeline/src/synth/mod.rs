@@ -283,7 +283,8 @@ impl Generator {
             return None;
         }
         // A typed Parquet column cannot hold a wrong field count; the other reasons have typed forms.
-        let reasons: &[Malformed] = if self.format == Format::Parquet { &Malformed::PLANTED[1..] } else { &Malformed::PLANTED };
+        let reasons: &[Malformed] =
+            if self.format == Format::Parquet { &Malformed::PLANTED[1..] } else { &Malformed::PLANTED };
         Some(reasons[self.rng.random_range(0..reasons.len())])
     }
 }

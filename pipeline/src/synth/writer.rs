@@ -400,7 +400,6 @@ fn us_date(days: i32) -> String {
     format!("{m:02} {d:02}, {y}")
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
