@@ -18,9 +18,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
 
 echo "building (release)..." >&2
 cargo build --release --quiet --bin revgen
-cargo build --release --quiet -p revgen-pipeline --example inflate
+cargo build --release --quiet --manifest-path scripts/bench/inflate/Cargo.toml --target-dir "$cache/bench/target"
 bin="$CARGO_TARGET_DIR/release/revgen"
-inflate="$CARGO_TARGET_DIR/release/examples/inflate"
+inflate="$cache/bench/target/release/revgen-bench-inflate"
 
 venv="$cache/bench-venv"
 if ! "$venv/bin/python" -c 'import duckdb, pyspark' 2>/dev/null; then

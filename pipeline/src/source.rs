@@ -126,7 +126,8 @@ async fn resolve_one(spec: &str, options: &StoreOptions) -> Result<Vec<Input>> {
     let (store_url, store) = open_store(&url, options, spec)?;
     let (scheme, path) = ObjectStoreScheme::parse(&url)
         .map_err(|e| Error::InvalidInput { spec: spec.to_owned(), reason: e.to_string() })?;
-    let decoded = percent_decode(path.as_ref());
+    // Already percent-decoded: object names as the store holds them.
+    let decoded = path.as_ref().to_owned();
     let glob_at = decoded.find(['*', '?', '[']);
     let local = scheme == ObjectStoreScheme::Local;
     let describe = |location: &ObjectPath| display_url(&store_url, local, location);
@@ -208,11 +209,26 @@ fn partition_values(relative: &str) -> Vec<(String, String)> {
     parts.into_iter().filter_map(|dir| dir.split_once('=')).map(|(k, v)| (k.to_owned(), percent_decode(v))).collect()
 }
 
+/// Hive writers escape special characters in partition values (`Home%20Improvement`). Malformed escapes are kept
+/// as they are.
 fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| s.to_owned())
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn display_url(store_url: &Url, local: bool, location: &ObjectPath) -> String {

@@ -12,7 +12,7 @@ mod tsv;
 use std::io::{self, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use bytes::Bytes;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -50,8 +50,8 @@ pub fn read(input: &Input, sink: &mut Sink<'_>) -> Result<()> {
         Kind::Parquet => parquet::read(input, sink),
         Kind::Tsv | Kind::Json => {
             let raw = open(input, sink.handle, sink.bytes_read)?;
-            let chunks: Box<dyn Iterator<Item = io::Result<Vec<u8>>>> =
-                if input.gzip { Box::new(inflate(raw)) } else { Box::new(chunked(raw)) };
+            let chunks: Box<dyn ChunkSource> =
+                if input.gzip { Box::new(inflate(raw)) } else { Box::new(Chunked { reader: raw }) };
             let mut lines = LineReader::new(input, sink, chunks);
             match input.kind {
                 Kind::Tsv => tsv::read(&mut lines),
@@ -110,9 +110,10 @@ impl Read for StreamReader {
     }
 }
 
-/// Reads `reader` in chunks of about [`CHUNK_BYTES`].
-fn read_chunk(reader: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
-    let mut chunk = vec![0; CHUNK_BYTES];
+/// Fills `chunk` with up to [`CHUNK_BYTES`] from `reader`; false at the end of the stream.
+fn read_chunk(reader: &mut impl Read, chunk: &mut Vec<u8>) -> io::Result<bool> {
+    // A recycled buffer keeps its bytes: only a new or short one is zeroed (a 4 MiB memset per chunk showed up).
+    chunk.resize(CHUNK_BYTES, 0);
     let mut filled = 0;
     while filled < chunk.len() {
         match reader.read(&mut chunk[filled..]) {
@@ -123,36 +124,73 @@ fn read_chunk(reader: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
         }
     }
     chunk.truncate(filled);
-    Ok((filled > 0).then_some(chunk))
+    Ok(filled > 0)
 }
 
-fn chunked(mut reader: Box<dyn Read + Send>) -> impl Iterator<Item = io::Result<Vec<u8>>> {
-    std::iter::from_fn(move || read_chunk(&mut reader).transpose())
+/// Chunks of an uncompressed object, read on the calling thread.
+struct Chunked {
+    reader: Box<dyn Read + Send>,
 }
 
-/// Inflates on a thread of its own, a few chunks ahead of the parser. The thread stops at the end, at an error
-/// (handed on to the parser), or as soon as the parser hangs up.
-fn inflate(raw: Box<dyn Read + Send>) -> impl Iterator<Item = io::Result<Vec<u8>>> {
-    let (tx, rx) = sync_channel(4);
+impl ChunkSource for Chunked {
+    fn next_chunk(&mut self, chunk: &mut Vec<u8>) -> io::Result<bool> {
+        read_chunk(&mut self.reader, chunk)
+    }
+}
+
+/// Chunks of a gzipped object, inflated on a thread of its own a few chunks ahead of the parser. Buffers go back
+/// to the inflating thread once parsed, so a scan allocates (and page-faults in) a handful of chunks, not one per
+/// 4 MiB. The thread stops at the end, at an error (handed on to the parser), or as soon as the parser hangs up.
+struct Inflated {
+    full: Receiver<io::Result<Vec<u8>>>,
+    empty: SyncSender<Vec<u8>>,
+}
+
+fn inflate(raw: Box<dyn Read + Send>) -> Inflated {
+    const IN_FLIGHT: usize = 4;
+    let (full_tx, full) = sync_channel(IN_FLIGHT);
+    let (empty, empty_rx) = sync_channel::<Vec<u8>>(IN_FLIGHT + 2);
     std::thread::spawn(move || {
         // MultiGzDecoder: a .gz may hold several members (concatenated files), and all of them are the object.
         let mut gz = MultiGzDecoder::new(io::BufReader::with_capacity(1 << 20, raw));
         loop {
-            match read_chunk(&mut gz) {
-                Ok(Some(chunk)) => {
-                    if tx.send(Ok(chunk)).is_err() {
+            let mut chunk = empty_rx.try_recv().unwrap_or_default();
+            match read_chunk(&mut gz, &mut chunk) {
+                Ok(true) => {
+                    if full_tx.send(Ok(chunk)).is_err() {
                         return;
                     }
                 }
-                Ok(None) => return,
+                Ok(false) => return,
                 Err(e) => {
-                    let _ = tx.send(Err(e));
+                    let _ = full_tx.send(Err(e));
                     return;
                 }
             }
         }
     });
-    rx.into_iter()
+    Inflated { full, empty }
+}
+
+impl ChunkSource for Inflated {
+    fn next_chunk(&mut self, chunk: &mut Vec<u8>) -> io::Result<bool> {
+        match self.full.recv() {
+            Ok(next) => {
+                let used = std::mem::replace(chunk, next?);
+                // The inflating thread may have stopped; then the buffer is simply dropped.
+                let _ = self.empty.try_send(used);
+                Ok(true)
+            }
+            // The thread ended after sending the last chunk.
+            Err(_) => Ok(false),
+        }
+    }
+}
+
+/// Where a line reader's bytes come from.
+trait ChunkSource {
+    /// Replaces `chunk` with the next chunk of the object; false at the end.
+    fn next_chunk(&mut self, chunk: &mut Vec<u8>) -> io::Result<bool>;
 }
 
 /// Splits chunks into lines and keeps the bookkeeping every line format shares: line numbers, counts, the
@@ -160,7 +198,7 @@ fn inflate(raw: Box<dyn Read + Send>) -> impl Iterator<Item = io::Result<Vec<u8>
 pub struct LineReader<'s, 'a> {
     input: &'s Input,
     sink: &'s mut Sink<'a>,
-    chunks: Box<dyn Iterator<Item = io::Result<Vec<u8>>> + 's>,
+    chunks: Box<dyn ChunkSource>,
     /// The start of a line that continues in the next chunk.
     carry: Vec<u8>,
     counts: RowCounts,
@@ -169,11 +207,7 @@ pub struct LineReader<'s, 'a> {
 }
 
 impl<'s, 'a> LineReader<'s, 'a> {
-    fn new(
-        input: &'s Input,
-        sink: &'s mut Sink<'a>,
-        chunks: Box<dyn Iterator<Item = io::Result<Vec<u8>>> + 's>,
-    ) -> Self {
+    fn new(input: &'s Input, sink: &'s mut Sink<'a>, chunks: Box<dyn ChunkSource>) -> Self {
         let batch = BatchBuilder::new(sink.projection);
         LineReader { input, sink, chunks, carry: Vec::new(), counts: RowCounts::default(), batch, stopped: false }
     }
@@ -182,8 +216,12 @@ impl<'s, 'a> LineReader<'s, 'a> {
     /// the consumer stops.
     fn for_each_line(&mut self, mut f: impl FnMut(&mut LineState<'_, 'a>, &[u8], u64)) -> Result<()> {
         let mut line_no = 0u64;
-        while let Some(chunk) = self.chunks.next() {
-            let chunk = chunk.map_err(|source| Error::Read { url: self.input.url.clone(), source })?;
+        let mut chunk = Vec::new();
+        while self
+            .chunks
+            .next_chunk(&mut chunk)
+            .map_err(|source| Error::Read { url: self.input.url.clone(), source })?
+        {
             let mut start = 0;
             let mut carry = std::mem::take(&mut self.carry);
             let mut state = self.state();

@@ -1,7 +1,7 @@
 //! The floor of a scan over a `.gz` dump: inflate it on one core with flate2 (the zlib-rs backend revgen uses) and
 //! throw the bytes away. `scripts/bench-stats.sh` runs it next to `revgen stats`.
 //!
-//!     cargo run --release -p revgen-pipeline --example inflate -- FILE.gz
+//!     cargo run --release --manifest-path scripts/bench/inflate/Cargo.toml -- FILE.gz
 
 use std::fs::File;
 use std::io::{BufReader, Read};
