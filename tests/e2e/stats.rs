@@ -177,25 +177,8 @@ fn synthetic_dumps_in_every_format() {
         ("dump-2023.jsonl", "2023"),
     ] {
         let out = dir.path().join(name);
-        let synth: Value = serde_json::from_str(&run_ok(
-            &mut revgen(
-                dir.path(),
-                &[
-                    "synth",
-                    "--rows",
-                    "3000",
-                    "--malformed-rate",
-                    "0.02",
-                    "--seed",
-                    "7",
-                    "--json-layout",
-                    layout,
-                    "--out",
-                ],
-            )
-            .arg(&out),
-        ))
-        .unwrap();
+        let args = ["synth", "--rows", "3000", "--malformed-rate", "0.02", "--seed", "7", "--json-layout", layout];
+        let synth: Value = serde_json::from_str(&run_ok(revgen(dir.path(), &args).arg("--out").arg(&out))).unwrap();
         let quarantine = dir.path().join(format!("{name}.quarantine.jsonl"));
         let report =
             stats_json(dir.path(), &["--input", out.to_str().unwrap(), "--quarantine", quarantine.to_str().unwrap()]);
