@@ -285,8 +285,7 @@ pub struct LineState<'s, 'a> {
 impl LineState<'_, '_> {
     fn push(&mut self, review: &crate::batch::Review<'_>) {
         self.batch.push(review);
-        self.counts.valid += 1;
-        self.counts.rows_read += 1;
+        self.counts.add_valid(1);
         if self.batch.is_full() {
             match self.batch.finish() {
                 Ok(batch) => *self.stopped = !(self.sink.emit)(batch),

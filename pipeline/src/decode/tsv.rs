@@ -37,14 +37,17 @@ fn parse(line: &[u8]) -> std::result::Result<Review<'_>, Malformed> {
         return Err(Malformed::FieldCount);
     }
     let field = |i: usize| review.text[i].unwrap_or_default();
-    // Checked in this order, so a row with several faults gets one reason, the same every time.
-    let rating = field(STAR_RATING).trim().parse::<i64>().map_err(|_| Malformed::StarRatingNotNumeric);
-    let helpful = parse_votes(field(HELPFUL_VOTES));
-    let total = parse_votes(field(TOTAL_VOTES));
-    rating?;
-    review.helpful_votes = Some(helpful?);
-    review.total_votes = Some(total?);
-    review.star_rating = parse_rating(field(STAR_RATING))?;
+    // Checked in this order, so a row with several faults gets one reason, the same every time: a non-numeric
+    // rating, then the votes, then a rating out of range.
+    let rating = parse_rating(field(STAR_RATING));
+    if rating == Err(Malformed::StarRatingNotNumeric) {
+        return Err(Malformed::StarRatingNotNumeric);
+    }
+    let helpful = parse_votes(field(HELPFUL_VOTES))?;
+    let total = parse_votes(field(TOTAL_VOTES))?;
+    review.star_rating = rating?;
+    review.helpful_votes = Some(helpful);
+    review.total_votes = Some(total);
     Ok(review)
 }
 
