@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use revgen_jobs::demo::DemoConfig;
 use revgen_pipeline::dump::JsonLayout;
 use revgen_pipeline::output::OutputFormat;
+use revgen_pipeline::prepare::PrepareConfig;
 use revgen_pipeline::source::StoreOptions;
 use revgen_pipeline::synth::SynthConfig;
 use revgen_trainer::backend::Backend;
@@ -38,6 +39,9 @@ pub enum Command {
     Stats(StatsArgs),
     /// Run SQL over a dump, registered as the table `reviews`.
     Sql(SqlArgs),
+    /// Helpful reviews as tagged training text: filter, template, train/val split, shards and manifest.json
+    /// (sql/prepare.sql).
+    Prepare(PrepareArgs),
 }
 
 /// Where the dump is and how to read it.
@@ -101,6 +105,80 @@ pub struct SqlArgs {
     pub format: OutputFormat,
     /// The query, over the table `reviews`.
     pub query: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PrepareArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Output directory or object-store prefix (s3://bucket/prefix, gs://, az://). Shards and manifest.json appear
+    /// only when all of them are complete.
+    #[arg(long, short)]
+    pub output: String,
+    /// Replace the prepared output already at --output.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Keep reviews with helpful_votes >= this (the original project's filter: 1).
+    #[arg(long, default_value_t = 1)]
+    pub min_helpful: i32,
+    /// Keep only these product categories, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub categories: Vec<String>,
+    /// Keep reviews whose body has at least this many characters.
+    #[arg(long)]
+    pub min_chars: Option<u32>,
+    /// Keep reviews whose body has at most this many characters.
+    #[arg(long)]
+    pub max_chars: Option<u32>,
+    /// Share of records in the val split, chosen by a stable hash of review_id.
+    #[arg(long, default_value_t = 0.01)]
+    pub val_fraction: f64,
+    /// Shards per split: train-00000-of-000NN.txt, val-….
+    #[arg(long, default_value_t = 16)]
+    pub shards: u32,
+    /// Seed of the review_id hash: another seed gives another split and record order.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Drop repeated records (same text), keeping one.
+    #[arg(long)]
+    pub dedup: bool,
+    /// Keep <br /> tags and HTML entities as in the dump (by default <br /> becomes \n and entities are decoded).
+    #[arg(long)]
+    pub raw_html: bool,
+    /// The record template: {column} fields of reviews between literal text; {{ and }} are literal braces.
+    #[arg(long, default_value = revgen_pipeline::prepare::DEFAULT_TEMPLATE)]
+    pub template: String,
+    /// Also write .bin shards of u16 GPT-2 token ids (llm.c's layout), tokenized on every core.
+    #[arg(long)]
+    pub tokenize: bool,
+    /// Also write Parquet shards with the text and star_rating columns.
+    #[arg(long)]
+    pub parquet: bool,
+    /// A query file to run instead of the built-in sql/prepare.sql (same parameters and output columns).
+    #[arg(long)]
+    pub sql: Option<PathBuf>,
+    /// Print the manifest as JSON instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl PrepareArgs {
+    pub fn config(&self) -> PrepareConfig {
+        PrepareConfig {
+            min_helpful: self.min_helpful,
+            categories: self.categories.clone(),
+            min_chars: self.min_chars,
+            max_chars: self.max_chars,
+            val_fraction: self.val_fraction,
+            shards: self.shards,
+            seed: self.seed,
+            dedup: self.dedup,
+            raw_html: self.raw_html,
+            template: self.template.clone(),
+            tokenize: self.tokenize,
+            parquet: self.parquet,
+        }
+    }
 }
 
 /// Which model: an HF model directory or a preset, and how to start it.

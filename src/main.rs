@@ -5,10 +5,13 @@ mod cli;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
 
+use revgen_jobs::tokens::Gpt2Tokens;
+use revgen_pipeline::prepare::{PrepareJob, Tokenize};
 use revgen_pipeline::progress::Progress;
 use revgen_pipeline::quarantine::RowLog;
 use revgen_pipeline::query::{Params, Reviews};
@@ -103,6 +106,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Stats(args) => runtime()?.block_on(stats(args))?,
         Command::Sql(args) => runtime()?.block_on(sql(args))?,
+        Command::Prepare(args) => runtime()?.block_on(prepare(args))?,
     }
     Ok(())
 }
@@ -162,4 +166,29 @@ fn model_source(args: &cli::ModelArgs, checkpoint: Option<&Path>) -> anyhow::Res
         None => ModelSource::resolve(&args.model, args.from_scratch)?,
     };
     Ok(source)
+}
+
+async fn prepare(args: cli::PrepareArgs) -> anyhow::Result<()> {
+    if args.input.quarantine.is_some() {
+        anyhow::bail!(
+            "prepare writes malformed rows to quarantine.jsonl in --output; --quarantine is for stats and sql"
+        );
+    }
+    let sql = match &args.sql {
+        Some(path) => revgen_pipeline::query::read_sql(path)?,
+        None => revgen_pipeline::prepare::PREPARE_SQL.to_owned(),
+    };
+    let store = args.input.store_options();
+    let job = PrepareJob::open(&args.input.input, &store, &args.output, args.overwrite, args.config(), sql).await?;
+    let tokenizer = args.tokenize.then(|| Arc::new(Gpt2Tokens::builtin()) as Arc<dyn Tokenize>);
+    let progress = Progress::start("preparing", job.reviews.bytes_read.clone(), job.reviews.total_bytes);
+    let report = job.run(tokenizer).await;
+    progress.finish();
+    let report = report?;
+    if args.json {
+        std::io::stdout().write_all(&report.manifest.to_json())?;
+    } else {
+        print!("{}", revgen_pipeline::output::render_prepare(&report));
+    }
+    Ok(())
 }

@@ -3,7 +3,9 @@
 //! Stages so far:
 //! 1. synthesise an Amazon Customer Reviews dump (`.tsv.gz`, the AWS format) and compare it with the published
 //!    figures it reproduces;
-//! 2. the stats report over that dump (sql/stats.sql), its malformed rows quarantined, with a chart.
+//! 2. the stats report over that dump (sql/stats.sql), its malformed rows quarantined, with a chart;
+//! 3. prepare (sql/prepare.sql): the helpful reviews as tagged training text in train/val shards, tokenized, with
+//!    a manifest.
 //!
 //! Each later stage (stats, prepare, train, generate) is appended here, so the demo always runs the whole flow.
 
@@ -11,13 +13,17 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
 use revgen_pipeline::output::{self, OutputFormat};
+use revgen_pipeline::prepare::{PREPARE_SQL, PrepareConfig, PrepareJob, PrepareReport};
 use revgen_pipeline::quarantine::RowLog;
 use revgen_pipeline::query::Reviews;
 use revgen_pipeline::source::StoreOptions;
 use revgen_pipeline::stats::{self, StatsConfig, StatsReport};
 use revgen_pipeline::synth::{self, MEAN_CHARS_ALL, MEAN_CHARS_HELPFUL, STAR_COUNTS, SynthConfig, SynthSummary};
 
+use crate::tokens::Gpt2Tokens;
 use crate::{Error, Result};
 
 /// Settings of a demo run.
@@ -38,6 +44,7 @@ pub struct DemoReport {
     /// The stats as Markdown, and the chart.
     pub stats_file: PathBuf,
     pub chart_file: PathBuf,
+    pub prepared: PrepareReport,
 }
 
 pub fn run(config: &DemoConfig) -> Result<DemoReport> {
@@ -47,25 +54,30 @@ pub fn run(config: &DemoConfig) -> Result<DemoReport> {
         SynthConfig { rows: config.rows, seed: config.seed, malformed_rate: 0.001, ..Default::default() };
     let dump = synth::write_dump(&synth_config, &dump_path)?;
 
-    let stats = stats_stage(config, &dump_path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io { path: config.dir.clone(), source })?;
+    let dump_spec = [dump_path.to_string_lossy().into_owned()];
+    let stats = runtime.block_on(async {
+        let log = RowLog::with_quarantine(&config.dir.join("quarantine.jsonl"))?;
+        let reviews = Reviews::open(&dump_spec, &StoreOptions::default(), log).await?;
+        stats::run(&reviews, &StatsConfig::default()).await
+    })?;
     let stats_file = config.dir.join("stats.md");
     let markdown = output::render_stats(&stats, OutputFormat::Markdown)?;
     std::fs::write(&stats_file, markdown).map_err(|source| Error::Io { path: stats_file.clone(), source })?;
     let chart_file = config.dir.join("stats.svg");
     revgen_pipeline::chart::draw_lengths(&stats.rows()?, "Average review length by rating", &chart_file)?;
-    Ok(DemoReport { dump, stats, stats_file, chart_file })
-}
 
-fn stats_stage(config: &DemoConfig, dump: &std::path::Path) -> Result<StatsReport> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Io { path: config.dir.clone(), source })?;
-    runtime.block_on(async {
-        let log = RowLog::with_quarantine(&config.dir.join("quarantine.jsonl"))?;
-        let reviews = Reviews::open(&[dump.to_string_lossy().into_owned()], &StoreOptions::default(), log).await?;
-        Ok(stats::run(&reviews, &StatsConfig::default()).await?)
-    })
+    let prepared = runtime.block_on(async {
+        let out = config.dir.join("prepared").to_string_lossy().into_owned();
+        let prepare = PrepareConfig { tokenize: true, shards: 4, ..Default::default() };
+        let job =
+            PrepareJob::open(&dump_spec, &StoreOptions::default(), &out, true, prepare, PREPARE_SQL.into()).await?;
+        job.run(Some(Arc::new(Gpt2Tokens::builtin()))).await
+    })?;
+    Ok(DemoReport { dump, stats, stats_file, chart_file, prepared })
 }
 
 impl DemoReport {
@@ -120,6 +132,10 @@ impl DemoReport {
                 let _ = writeln!(out, "   {line}");
             }
         }
+        let _ = writeln!(out, "3. prepare (sql/prepare.sql): tagged training text, train/val shards, GPT-2 tokens");
+        for line in output::render_prepare(&self.prepared).lines() {
+            let _ = writeln!(out, "   {line}");
+        }
         out
     }
 }
@@ -143,7 +159,14 @@ mod tests {
         assert!(text.contains("rows_read 2,000"), "{text}");
         assert!(report.stats_file.exists() && report.chart_file.exists());
         // A second run replaces the outputs instead of failing or appending.
+        // The prepare stage kept the helpful valid rows, in balanced counts, with token shards.
+        let counts = &report.prepared.manifest.counts;
+        assert_eq!(counts.rows_read, 2_000);
+        assert_eq!(counts.kept, report.dump.helpful);
+        assert!(report.prepared.manifest.shards.iter().any(|s| s.format == "tokens" && s.tokens.unwrap() > 0));
+        assert!(text.contains("3. prepare"), "{text}");
         let again = run(&config).unwrap();
         assert_eq!(again.dump.bytes, report.dump.bytes);
+        assert_eq!(again.prepared.manifest.shards, report.prepared.manifest.shards);
     }
 }

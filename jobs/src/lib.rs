@@ -1,8 +1,10 @@
 //! revgen-jobs: jobs composed from the pipeline and the trainer. It holds no pipeline or training logic of its own.
 //!
-//! - [`demo`]: the whole flow that exists, end to end on synthetic data, with no network.
+//! - [`demo`]: the whole flow that exists, end to end on synthetic data, with no network;
+//! - [`tokens`]: the trainer's tokenizer for the pipeline's `prepare --tokenize`.
 
 pub mod demo;
 mod error;
+pub mod tokens;
 
 pub use error::{Error, Result};

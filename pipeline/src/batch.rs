@@ -35,6 +35,11 @@ pub fn schema() -> SchemaRef {
     Arc::clone(&SCHEMA)
 }
 
+/// Whether a canonical column holds text (all but the rating and vote counts).
+pub fn is_text_column(name: &str) -> bool {
+    SCHEMA.field_with_name(name).is_ok_and(|f| f.data_type() == &DataType::Utf8)
+}
+
 /// One valid review as a reader sees it: text fields by column index, and the parsed numbers.
 #[derive(Debug, Default)]
 pub struct Review<'a> {

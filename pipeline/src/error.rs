@@ -25,7 +25,7 @@ pub enum Error {
         #[source]
         source: datafusion::arrow::error::ArrowError,
     },
-    #[error("{path}: writing JSON: {source}")]
+    #[error("{path}: JSON: {source}")]
     Json {
         path: PathBuf,
         #[source]
@@ -61,6 +61,12 @@ pub enum Error {
     Sql { path: PathBuf, reason: String },
     #[error("{path}: drawing the chart: {reason}")]
     Chart { path: PathBuf, reason: String },
+    #[error("{path}: tokenizing: {reason}")]
+    Tokenize { path: PathBuf, reason: String },
+    #[error("{url} already holds prepared output ({found}); pass --overwrite to replace it")]
+    OutputExists { url: String, found: String },
+    #[error("the job's row counts do not balance ({reason}); this is a bug, please report it")]
+    Unbalanced { reason: String },
     #[error("invalid setting {name}: {reason}")]
     InvalidSetting { name: &'static str, reason: String },
 }

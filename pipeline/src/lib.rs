@@ -6,6 +6,7 @@
 //!   quarantine malformed rows ([`quarantine`]);
 //! - [`query`]: running the SQL files of `sql/` and ad-hoc SQL over that table;
 //! - [`stats`]: the stats report, and [`output`] / [`chart`] to show it;
+//! - [`prepare`]: the helpful reviews as tagged training text in shards, with a manifest;
 //! - [`synth`]: a realistic synthetic dump, the fixture maker for every test (no real review rows live in the repo).
 
 pub mod batch;
@@ -14,6 +15,7 @@ mod decode;
 pub mod dump;
 mod error;
 pub mod output;
+pub mod prepare;
 pub mod progress;
 pub mod quarantine;
 pub mod query;

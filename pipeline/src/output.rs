@@ -13,6 +13,7 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use serde_json::{Map, Value, json};
 
 use crate::dump::Malformed;
+use crate::prepare::PrepareReport;
 use crate::quarantine::RowCounts;
 use crate::stats::StatsReport;
 use crate::{Error, Result};
@@ -109,6 +110,58 @@ pub fn render_stats(report: &StatsReport, format: OutputFormat) -> Result<String
     }
     let _ = writeln!(out, "{bullet}elapsed: {:.2} s", report.elapsed_s);
     Ok(out)
+}
+
+/// The summary `revgen prepare` prints: the balance of counts, the splits and their shards.
+pub fn render_prepare(report: &PrepareReport) -> String {
+    let (m, c) = (&report.manifest, &report.manifest.counts);
+    let mut out = String::new();
+    let list = |map: &std::collections::BTreeMap<String, u64>| -> String {
+        map.iter().map(|(k, n)| format!("{k} {}", thousands(*n))).collect::<Vec<_>>().join(", ")
+    };
+    let _ = writeln!(out, "prepared {} in {:.2} s", report.output, report.elapsed_s);
+    let _ = writeln!(
+        out,
+        "rows_read {} = malformed {} + filtered {} + kept {}",
+        thousands(c.rows_read),
+        thousands(c.malformed),
+        thousands(c.filtered_total),
+        thousands(c.kept)
+    );
+    if c.malformed > 0 {
+        let _ = writeln!(out, "  malformed: {}", list(&c.malformed_by_reason));
+    }
+    if c.filtered_total > 0 {
+        let _ = writeln!(out, "  filtered: {}", list(&c.filtered));
+    }
+    let _ = writeln!(out, "  kept by star rating: {}", list(&c.kept_by_rating));
+    for split in m.config.splits() {
+        for format in ["text", "tokens", "parquet"] {
+            let files = m.files(split, format);
+            if files.is_empty() {
+                continue;
+            }
+            let bytes: u64 = files.iter().map(|f| f.bytes).sum();
+            let tokens: u64 = files.iter().filter_map(|f| f.tokens).sum();
+            let rows: u64 = files.iter().map(|f| f.rows).sum();
+            let _ = write!(
+                out,
+                "{split:<5} {format:<7} {} records in {} shards, {:.1} MB",
+                thousands(rows),
+                files.len(),
+                bytes as f64 / 1e6
+            );
+            if format == "tokens" {
+                let _ = write!(out, ", {} tokens", thousands(tokens));
+            }
+            let _ = writeln!(out);
+        }
+    }
+    if let Some(q) = &m.quarantine {
+        let _ = writeln!(out, "malformed rows: {} ({} rows)", q.file, thousands(q.rows));
+    }
+    let _ = writeln!(out, "manifest: {}/manifest.json", report.output.trim_end_matches('/'));
+    out
 }
 
 /// `rows_read N = valid N + malformed N (reason N, …)`.

@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ParamValues;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 use serde::Serialize;
 
@@ -56,7 +58,12 @@ impl Reviews {
     pub fn from_inputs(inputs: Vec<Input>, log: RowLog) -> Self {
         // Stable output: one target partition per core, and batches of the size our readers emit.
         let config = SessionConfig::new().with_batch_size(crate::batch::BATCH_ROWS).with_information_schema(true);
-        let ctx = SessionContext::new_with_config(config);
+        // Sorts and aggregations spill to disk past half of the machine's memory instead of failing at its end.
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit())))
+            .build_arc()
+            .expect("a runtime with a memory pool and the default disk manager");
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
         for input in &inputs {
             ctx.register_object_store(&input.store_url, Arc::clone(&input.store));
         }
@@ -79,21 +86,21 @@ impl Reviews {
 
     /// Runs one SQL statement and collects its result.
     pub async fn sql(&self, sql: &str, params: &Params) -> Result<Vec<RecordBatch>> {
-        let df_err = |context: &str| {
-            let context = context.to_owned();
-            move |source| Error::DataFusion { context, source: Box::new(source) }
-        };
-        let frame = self.ctx.sql(sql).await.map_err(df_err("planning the query"))?;
-        let frame = if params.values.is_empty() {
-            frame
-        } else {
-            frame
-                .with_param_values(ParamValues::Map(
-                    params.values.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect(),
-                ))
-                .map_err(df_err("binding parameters"))?
-        };
+        let frame = self.dataframe(sql, params).await?;
         frame.collect().await.map_err(df_err("running the query"))
+    }
+
+    /// Plans one SQL statement with its parameters bound.
+    pub async fn dataframe(&self, sql: &str, params: &Params) -> Result<DataFrame> {
+        let frame = self.ctx.sql(sql).await.map_err(df_err("planning the query"))?;
+        if params.values.is_empty() {
+            return Ok(frame);
+        }
+        frame
+            .with_param_values(ParamValues::Map(
+                params.values.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect(),
+            ))
+            .map_err(df_err("binding parameters"))
     }
 
     /// Row counts over every input read so far.
@@ -102,17 +109,47 @@ impl Reviews {
     }
 }
 
+fn df_err(context: &str) -> impl FnOnce(datafusion::error::DataFusionError) -> Error {
+    let context = context.to_owned();
+    move |source| Error::DataFusion { context, source: Box::new(source) }
+}
+
 /// Parameters of a query file.
 #[derive(Clone, Debug, Default)]
 pub struct Params {
     values: HashMap<String, ScalarValue>,
     by: Vec<String>,
+    /// `{{name}}` texts that the job itself builds (never user text as such).
+    splices: Vec<(String, String)>,
 }
 
 impl Params {
     pub fn value(mut self, name: &str, value: impl Into<ScalarValue>) -> Self {
         self.values.insert(name.to_owned(), value.into());
         self
+    }
+
+    /// Text for `{{name}}`. Only for fragments the job builds itself, with literals quoted.
+    pub fn splice(mut self, name: &str, text: &str) -> Self {
+        self.splices.push((name.to_owned(), text.to_owned()));
+        self
+    }
+
+    /// The values as JSON, for manifests.
+    pub fn json_values(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        self.values
+            .iter()
+            .map(|(name, value)| {
+                let json = match value {
+                    ScalarValue::Int32(Some(v)) => serde_json::json!(v),
+                    ScalarValue::Int64(Some(v)) => serde_json::json!(v),
+                    ScalarValue::UInt64(Some(v)) => serde_json::json!(v),
+                    ScalarValue::Float64(Some(v)) => serde_json::json!(v),
+                    other => serde_json::json!(other.to_string()),
+                };
+                (name.clone(), json)
+            })
+            .collect()
     }
 
     /// Extra grouping columns, each a column of `reviews`.
@@ -133,11 +170,24 @@ impl Params {
         &self.by
     }
 
-    /// The query text with `{{by}}` filled in.
+    /// The query text with `{{by}}` and the splices filled in.
     pub fn render(&self, sql: &str) -> String {
         let by: String = self.by.iter().map(|c| format!("{c}, ")).collect();
-        sql.replace("{{by}}", &by)
+        let mut sql = sql.replace("{{by}}", &by);
+        for (name, text) in &self.splices {
+            sql = sql.replace(&format!("{{{{{name}}}}}"), text);
+        }
+        sql
     }
+}
+
+/// Half of the machine's memory (MemTotal), or 4 GiB where that cannot be read.
+fn memory_limit() -> usize {
+    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|info| {
+        let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+        line.split_whitespace().nth(1)?.parse::<usize>().ok()
+    });
+    total_kib.map_or(4 << 30, |kib| kib * 1024 / 2)
 }
 
 /// Reads a query file.

@@ -3,6 +3,7 @@
 
 mod cli;
 mod model;
+mod prepare;
 mod stats;
 mod support;
 mod synth;

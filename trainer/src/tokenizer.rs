@@ -104,6 +104,12 @@ impl Gpt2Tokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
+    /// The ids of each text, encoded in parallel on every core (tokenizers' rayon pool).
+    pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
+        let encodings = self.inner.encode_batch(texts.to_vec(), false).map_err(|e| self.error(e))?;
+        Ok(encodings.iter().map(|e| e.get_ids().to_vec()).collect())
+    }
+
     /// Text for `ids`, with `<|endoftext|>` written out.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner.decode(ids, false).map_err(|e| self.error(e))

@@ -1,0 +1,460 @@
+//! `ShardWriterExec`: the end of the prepare plan. Each partition receives whole shards (the plan hash-partitions
+//! on (split, shard)), sorted by (split, shard, key, text, star_rating), and writes them one after another into the
+//! staging directory: the text shard, and with the options the `.bin` token shard and the Parquet shard. Its result
+//! is a small table of what it wrote and counted (see [`result_schema`]), which the job turns into the manifest.
+//!
+//! The partitions run in parallel, so a job writes as many shards at once as the session has target partitions.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Int32Array, RecordBatch, StringArray, StringBuilder, UInt64Builder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, UInt64Type};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::TaskContext;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties, SendableRecordBatchStream,
+};
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::runtime::Handle;
+
+use super::tally::{COUNT, DROPPED};
+use super::tokens::{TokenWriter, Tokenize};
+use crate::{Error, Result};
+
+/// What to write besides the text shards.
+#[derive(Clone)]
+pub struct ShardOptions {
+    pub staging: PathBuf,
+    /// Shards per split; names read `train-00003-of-00016.txt`.
+    pub shards: u32,
+    pub parquet: bool,
+    pub tokenizer: Option<Arc<dyn Tokenize>>,
+}
+
+impl fmt::Debug for ShardOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShardOptions")
+            .field("staging", &self.staging)
+            .field("shards", &self.shards)
+            .field("parquet", &self.parquet)
+            .field("tokenize", &self.tokenizer.as_ref().map(|t| t.name()))
+            .finish()
+    }
+}
+
+/// The file name of a shard.
+pub fn shard_name(split: &str, shard: u32, shards: u32, ext: &str) -> String {
+    format!("{split}-{shard:05}-of-{shards:05}.{ext}")
+}
+
+/// The writers' result: one row per file written (`file` set) and one per count (`file` NULL): kept records per
+/// (split, star_rating), and dropped rows per (dropped, star_rating).
+pub fn result_schema() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+        Arc::new(Schema::new(vec![
+            Field::new("file", DataType::Utf8, true),
+            Field::new("split", DataType::Utf8, true),
+            Field::new("shard", DataType::Int32, true),
+            Field::new(DROPPED, DataType::Utf8, true),
+            Field::new("star_rating", DataType::Int32, true),
+            Field::new("rows", DataType::UInt64, false),
+            Field::new("bytes", DataType::UInt64, true),
+            Field::new("tokens", DataType::UInt64, true),
+            Field::new("sha256", DataType::Utf8, true),
+        ]))
+    });
+    Arc::clone(&SCHEMA)
+}
+
+#[derive(Debug)]
+pub struct ShardWriterExec {
+    input: Arc<dyn ExecutionPlan>,
+    options: ShardOptions,
+    properties: Arc<PlanProperties>,
+}
+
+impl ShardWriterExec {
+    pub fn new(input: Arc<dyn ExecutionPlan>, options: ShardOptions) -> Self {
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(result_schema()),
+            Partitioning::UnknownPartitioning(input.output_partitioning().partition_count()),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        );
+        ShardWriterExec { input, options, properties: Arc::new(properties) }
+    }
+}
+
+impl DisplayAs for ShardWriterExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ShardWriterExec: shards={}, parquet={}, tokenize={}", self.options.shards, self.options.parquet, {
+            self.options.tokenizer.is_some()
+        })
+    }
+}
+
+impl ExecutionPlan for ShardWriterExec {
+    fn name(&self) -> &str {
+        "ShardWriterExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let [input] = <[_; 1]>::try_from(children)
+            .map_err(|_| DataFusionError::Internal("ShardWriterExec has one child".into()))?;
+        Ok(Arc::new(ShardWriterExec::new(input, self.options.clone())))
+    }
+
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+        let mut input = self.input.execute(partition, context)?;
+        let options = self.options.clone();
+        let mut builder = RecordBatchReceiverStreamBuilder::new(result_schema(), 1);
+        let tx = builder.tx();
+        let handle = Handle::current();
+        // File writes and tokenization block, so the writer runs on a blocking thread and pulls its input from there.
+        builder.spawn_blocking(move || {
+            let mut writer = PartitionWriter::new(options);
+            while let Some(batch) = handle.block_on(input.next()) {
+                writer.write_batch(&batch?).map_err(external)?;
+            }
+            let result = writer.finish().map_err(external)?;
+            let _ = tx.blocking_send(Ok(result));
+            Ok(())
+        });
+        Ok(builder.build())
+    }
+}
+
+fn external(e: Error) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+/// One written file, as the result reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrittenFile {
+    pub file: String,
+    pub split: String,
+    pub shard: u32,
+    pub rows: u64,
+    pub bytes: u64,
+    pub tokens: Option<u64>,
+    pub sha256: String,
+}
+
+struct PartitionWriter {
+    options: ShardOptions,
+    open: Option<ShardFiles>,
+    written: Vec<WrittenFile>,
+    kept: BTreeMap<(String, i32), u64>,
+    dropped: BTreeMap<(String, i32), u64>,
+}
+
+impl PartitionWriter {
+    fn new(options: ShardOptions) -> Self {
+        PartitionWriter { options, open: None, written: Vec::new(), kept: BTreeMap::new(), dropped: BTreeMap::new() }
+    }
+
+    fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
+        let column = |name: &str| batch.column_by_name(name).expect("the prepare plan's columns");
+        let dropped = column(DROPPED).as_string::<i32>();
+        let ratings = column("star_rating").as_primitive::<Int32Type>();
+        let splits = column("split").as_string::<i32>();
+        let shards = column("shard").as_primitive::<Int32Type>();
+        let texts = column("text").as_string::<i32>();
+        let counts = column(COUNT).as_primitive::<UInt64Type>();
+        let mut i = 0;
+        while i < batch.num_rows() {
+            if dropped.is_valid(i) {
+                *self.dropped.entry((dropped.value(i).to_owned(), ratings.value(i))).or_default() += counts.value(i);
+                i += 1;
+                continue;
+            }
+            // A run of rows of the same shard.
+            let (split, shard) = (splits.value(i), shards.value(i) as u32);
+            let mut end = i + 1;
+            while end < batch.num_rows()
+                && dropped.is_null(end)
+                && splits.value(end) == split
+                && shards.value(end) as u32 == shard
+            {
+                end += 1;
+            }
+            if self.open.as_ref().is_none_or(|f| f.split != split || f.shard != shard) {
+                self.close()?;
+                self.open = Some(ShardFiles::create(&self.options, split, shard)?);
+            }
+            let files = self.open.as_mut().expect("opened above");
+            files.write(texts, ratings, i..end)?;
+            for row in i..end {
+                *self.kept.entry((split.to_owned(), ratings.value(row))).or_default() += 1;
+            }
+            i = end;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<()> {
+        if let Some(files) = self.open.take() {
+            self.written.extend(files.finish()?);
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<RecordBatch> {
+        self.close()?;
+        let mut rows = ResultRows::default();
+        for f in &self.written {
+            rows.push(Some(&f.file), Some(&f.split), Some(f.shard as i32), None, None, f.rows);
+            rows.last_file(f.bytes, f.tokens, &f.sha256);
+        }
+        for ((split, rating), n) in &self.kept {
+            rows.push(None, Some(split), None, None, Some(*rating), *n);
+        }
+        for ((reason, rating), n) in &self.dropped {
+            rows.push(None, None, None, Some(reason), Some(*rating), *n);
+        }
+        rows.finish()
+    }
+}
+
+/// Builds the result table row by row.
+#[derive(Default)]
+struct ResultRows {
+    file: StringBuilder,
+    split: StringBuilder,
+    shard: Vec<Option<i32>>,
+    dropped: StringBuilder,
+    star_rating: Vec<Option<i32>>,
+    rows: UInt64Builder,
+    bytes: UInt64Builder,
+    tokens: UInt64Builder,
+    sha256: StringBuilder,
+}
+
+impl ResultRows {
+    fn push(
+        &mut self,
+        file: Option<&str>,
+        split: Option<&str>,
+        shard: Option<i32>,
+        dropped: Option<&str>,
+        star_rating: Option<i32>,
+        rows: u64,
+    ) {
+        self.file.append_option(file);
+        self.split.append_option(split);
+        self.shard.push(shard);
+        self.dropped.append_option(dropped);
+        self.star_rating.push(star_rating);
+        self.rows.append_value(rows);
+        if file.is_none() {
+            self.bytes.append_null();
+            self.tokens.append_null();
+            self.sha256.append_null();
+        }
+    }
+
+    fn last_file(&mut self, bytes: u64, tokens: Option<u64>, sha256: &str) {
+        self.bytes.append_value(bytes);
+        self.tokens.append_option(tokens);
+        self.sha256.append_value(sha256);
+    }
+
+    fn finish(mut self) -> Result<RecordBatch> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.file.finish()),
+            Arc::new(self.split.finish()),
+            Arc::new(Int32Array::from(self.shard)),
+            Arc::new(self.dropped.finish()),
+            Arc::new(Int32Array::from(self.star_rating)),
+            Arc::new(self.rows.finish()),
+            Arc::new(self.bytes.finish()),
+            Arc::new(self.tokens.finish()),
+            Arc::new(self.sha256.finish()),
+        ];
+        RecordBatch::try_new(result_schema(), columns)
+            .map_err(|source| Error::Arrow { path: "shard writer result".into(), source })
+    }
+}
+
+/// The files of one shard while it is written.
+struct ShardFiles {
+    split: String,
+    shard: u32,
+    text_path: PathBuf,
+    text: BufWriter<File>,
+    hash: Sha256,
+    rows: u64,
+    bytes: u64,
+    line: Vec<u8>,
+    tokens: Option<(Arc<dyn Tokenize>, PathBuf, TokenWriter)>,
+    parquet: Option<(PathBuf, ArrowWriter<File>)>,
+}
+
+/// The Parquet shard's columns.
+fn parquet_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("text", DataType::Utf8, false),
+        Field::new("star_rating", DataType::Int32, false),
+    ]))
+}
+
+impl ShardFiles {
+    fn create(options: &ShardOptions, split: &str, shard: u32) -> Result<Self> {
+        let path = |ext: &str| options.staging.join(shard_name(split, shard, options.shards, ext));
+        let text_path = path("txt");
+        let text = BufWriter::with_capacity(1 << 20, File::create(&text_path).map_err(Error::io(&text_path))?);
+        let tokens = match &options.tokenizer {
+            Some(tokenizer) => {
+                let bin = path("bin");
+                let writer = TokenWriter::create(&bin, tokenizer.vocab_size(), tokenizer.end_of_text())?;
+                Some((Arc::clone(tokenizer), bin, writer))
+            }
+            None => None,
+        };
+        let parquet = match options.parquet {
+            true => {
+                let file_path = path("parquet");
+                let file = File::create(&file_path).map_err(Error::io(&file_path))?;
+                let props = WriterProperties::builder()
+                    .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                    .set_max_row_group_row_count(Some(64 * 1024))
+                    .build();
+                let writer = ArrowWriter::try_new(file, parquet_schema(), Some(props))
+                    .map_err(|source| Error::Parquet { path: file_path.clone(), source })?;
+                Some((file_path, writer))
+            }
+            false => None,
+        };
+        Ok(ShardFiles {
+            split: split.to_owned(),
+            shard,
+            text_path,
+            text,
+            hash: Sha256::new(),
+            rows: 0,
+            bytes: 0,
+            line: Vec::new(),
+            tokens,
+            parquet,
+        })
+    }
+
+    /// Writes rows `range` of a sorted batch: one record per line.
+    fn write(&mut self, texts: &StringArray, ratings: &Int32Array, range: std::ops::Range<usize>) -> Result<()> {
+        self.line.clear();
+        let mut records: Vec<&str> = Vec::new();
+        let mut starts = Vec::with_capacity(range.len() + 1);
+        for i in range.clone() {
+            starts.push(self.line.len());
+            self.line.extend_from_slice(texts.value(i).as_bytes());
+            self.line.push(b'\n');
+        }
+        starts.push(self.line.len());
+        self.text.write_all(&self.line).map_err(Error::io(&self.text_path))?;
+        self.hash.update(&self.line);
+        self.rows += range.len() as u64;
+        self.bytes += self.line.len() as u64;
+        if let Some((tokenizer, bin, writer)) = &mut self.tokens {
+            let text = std::str::from_utf8(&self.line).expect("built from str");
+            records.extend(starts.windows(2).map(|w| &text[w[0]..w[1]]));
+            let ids =
+                tokenizer.encode_batch(&records).map_err(|reason| Error::Tokenize { path: bin.clone(), reason })?;
+            for record in &ids {
+                writer.write(record)?;
+            }
+        }
+        if let Some((path, writer)) = &mut self.parquet {
+            let (offset, len) = (range.start, range.len());
+            let columns: Vec<ArrayRef> = vec![Arc::new(texts.slice(offset, len)), Arc::new(ratings.slice(offset, len))];
+            let batch = RecordBatch::try_new(parquet_schema(), columns)
+                .map_err(|source| Error::Arrow { path: path.clone(), source })?;
+            writer.write(&batch).map_err(|source| Error::Parquet { path: path.clone(), source })?;
+        }
+        Ok(())
+    }
+
+    /// Flushes and syncs every file; returns what was written.
+    fn finish(self) -> Result<Vec<WrittenFile>> {
+        let name = |path: &Path| path.file_name().expect("a file").to_string_lossy().into_owned();
+        let file =
+            self.text.into_inner().map_err(|e| Error::Io { path: self.text_path.clone(), source: e.into_error() })?;
+        file.sync_data().map_err(Error::io(&self.text_path))?;
+        let entry = |file: String, bytes: u64, tokens: Option<u64>, sha256: String| WrittenFile {
+            file,
+            split: self.split.clone(),
+            shard: self.shard,
+            rows: self.rows,
+            bytes,
+            tokens,
+            sha256,
+        };
+        let mut written = vec![entry(name(&self.text_path), self.bytes, None, hex(&self.hash.finalize()))];
+        if let Some((_, bin, writer)) = self.tokens {
+            let tokens = writer.finish()?;
+            let (bytes, sha256) = hash_file(&bin)?;
+            written.push(entry(name(&bin), bytes, Some(tokens), sha256));
+        }
+        if let Some((path, writer)) = self.parquet {
+            let file = writer.into_inner().map_err(|source| Error::Parquet { path: path.clone(), source })?;
+            file.sync_data().map_err(Error::io(&path))?;
+            let (bytes, sha256) = hash_file(&path)?;
+            written.push(entry(name(&path), bytes, None, sha256));
+        }
+        Ok(written)
+    }
+}
+
+/// Writes the files of a shard that received no records: an empty text file, and the empty token and Parquet
+/// shards, so that every shard of `-of-N` exists.
+pub fn write_empty(options: &ShardOptions, split: &str, shard: u32) -> Result<Vec<WrittenFile>> {
+    ShardFiles::create(options, split, shard)?.finish()
+}
+
+/// Size and sha256 of a file.
+pub(super) fn hash_file(path: &Path) -> Result<(u64, String)> {
+    let mut file = File::open(path).map_err(Error::io(path))?;
+    let (mut hash, mut buf, mut bytes) = (Sha256::new(), vec![0u8; 1 << 20], 0u64);
+    loop {
+        let n = file.read(&mut buf).map_err(Error::io(path))?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    Ok((bytes, hex(&hash.finalize())))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# `revgen prepare` against the floor and the original tool, on one synthetic Electronics-sized dump (3.1M rows,
+# .tsv.gz), in one run:
+#   1. decompress only: flate2's zlib-rs inflate on one core (the floor revgen is held to, as in bench-stats.sh);
+#   2. revgen prepare, defaults (helpful filter, template, <br /> and entities, split, 16 shards per split, sha256);
+#   3. revgen prepare --raw-html (the same records as PySpark writes);
+#   4. revgen prepare --tokenize (adds .bin shards): its extra time gives the tokenization throughput;
+#   5. PySpark local[2], the original project's filter-and-format step, writing 16 text files.
+# Each runs once, one after the other, under /usr/bin/time for wall time and peak RSS. The record counts of 3 and 5
+# must agree, and so must their sorted records. Writes a Markdown table to stdout and docs/bench-prepare.md.
+#
+#   scripts/bench-prepare.sh [ROWS]       default 3100000
+# The dump and the Python venv are cached under $REVGEN_CACHE (default ~/.cache/revgen), shared with bench-stats.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rows="${1:-3100000}"
+cache="${REVGEN_CACHE:-$HOME/.cache/revgen}"
+mkdir -p "$cache/bench"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
+
+echo "building (release)..." >&2
+cargo build --release --quiet --bin revgen
+cargo build --release --quiet --manifest-path scripts/bench/inflate/Cargo.toml --target-dir "$cache/bench/target"
+bin="$CARGO_TARGET_DIR/release/revgen"
+inflate="$cache/bench/target/release/revgen-bench-inflate"
+
+venv="$cache/bench-venv"
+if ! "$venv/bin/python" -c 'import duckdb, pyspark' 2>/dev/null; then
+    echo "installing duckdb and pyspark into $venv..." >&2
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'duckdb==1.*' 'pyspark==3.5.*'
+fi
+
+dump="$cache/bench/amazon_reviews_us_Synthetic_${rows}.tsv.gz"
+if [ ! -f "$dump" ]; then
+    echo "writing the synthetic dump ($rows rows)..." >&2
+    "$bin" synth --rows "$rows" --seed 1 --out "$dump" >/dev/null
+fi
+raw_bytes=$(gzip -dc "$dump" | wc -c)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# run NAME CMD...: time one run; keep its stdout in $tmp/NAME.out.
+run() {
+    local name=$1
+    shift
+    echo "running $name..." >&2
+    sync
+    /usr/bin/time -f '%e %M' -o "$tmp/$name.time" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" ||
+        { echo "$name failed:" >&2; cat "$tmp/$name.err" >&2; exit 1; }
+}
+run inflate "$inflate" "$dump"
+run revgen "$bin" prepare --input "$dump" --output "$tmp/revgen" --json
+run raw "$bin" prepare --input "$dump" --output "$tmp/raw" --raw-html --json
+run tokenize "$bin" prepare --input "$dump" --output "$tmp/tokenize" --tokenize --json
+run pyspark "$venv/bin/python" scripts/bench/prepare_pyspark.py "$dump" "$tmp/pyspark" 'local[2]' 16
+
+# The same records: revgen --raw-html and PySpark.
+sort_records() { LC_ALL=C sort "$@"; }
+if ! cmp -s <(cat "$tmp"/raw/*.txt | sort_records) <(cat "$tmp"/pyspark/part-* | sort_records); then
+    echo "revgen --raw-html and PySpark wrote different records" >&2
+    exit 1
+fi
+json() { "$venv/bin/python" -c "import json, sys; m = json.load(open('$1')); print($2)"; }
+kept=$(json "$tmp/revgen.out" "m['counts']['kept']")
+text_bytes=$(json "$tmp/tokenize.out" "sum(s['bytes'] for s in m['shards'] if s['format'] == 'text')")
+tokens=$(json "$tmp/tokenize.out" "sum(s['tokens'] for s in m['shards'] if s['format'] == 'tokens')")
+
+read -r floor_s _ <"$tmp/inflate.time"
+read -r plain_s _ <"$tmp/revgen.time"
+read -r tok_s _ <"$tmp/tokenize.time"
+cores=$(nproc)
+tok_extra=$(echo "$tok_s - $plain_s" | bc -l)
+{
+    echo "Prepare over $(printf "%'d" "$rows") synthetic rows: $(du -m "$dump" | cut -f1) MB .tsv.gz," \
+        "$((raw_bytes / 1000000)) MB raw; $(printf "%'d" "$kept") records kept, $((text_bytes / 1000000)) MB of" \
+        "text. $cores cores, $(date +%F). One run each."
+    echo
+    echo "| what | wall s | × floor | peak RSS MB |"
+    echo "|---|---:|---:|---:|"
+    for name in inflate revgen raw tokenize pyspark; do
+        read -r secs kb <"$tmp/$name.time"
+        case $name in
+        inflate) label="decompress only: flate2 zlib-rs, 1 core (the floor)" ;;
+        revgen) label="revgen prepare (defaults: clean text, split, 16+16 shards, sha256)" ;;
+        raw) label="revgen prepare --raw-html" ;;
+        tokenize) label="revgen prepare --tokenize (also .bin shards)" ;;
+        pyspark) label="PySpark $("$venv/bin/python" -c 'import pyspark; print(pyspark.__version__)') local[2], filter + format + 16 text files" ;;
+        esac
+        printf '| %s | %.1f | %.2f | %.0f |\n' "$label" "$secs" "$(echo "$secs / $floor_s" | bc -l)" \
+            "$(echo "$kb / 1024" | bc -l)"
+    done
+    echo
+    read -r spark_s _ <"$tmp/pyspark.time"
+    printf 'revgen prepare is %.1f× faster than PySpark and %.2f× the decompress-only floor.\n' \
+        "$(echo "$spark_s / $plain_s" | bc -l)" "$(echo "$plain_s / $floor_s" | bc -l)"
+    printf 'Tokenization (the extra time of --tokenize, %s tokens of %s MB): %.1f MB/s, %.0f tokens/s; per core %.1f MB/s, %.0f tokens/s.\n' \
+        "$(printf "%'d" "$tokens")" "$((text_bytes / 1000000))" \
+        "$(echo "$text_bytes / 1000000 / $tok_extra" | bc -l)" "$(echo "$tokens / $tok_extra" | bc -l)" \
+        "$(echo "$text_bytes / 1000000 / $tok_extra / $cores" | bc -l)" "$(echo "$tokens / $tok_extra / $cores" | bc -l)"
+} | tee docs/bench-prepare.md

@@ -1,0 +1,51 @@
+-- The prepare job of `revgen prepare`: every valid review of `reviews`, classified, keyed and formatted as one
+-- training record. Rows the filters drop keep their reason in `dropped` (and no text), so that the job can count
+-- them: rows_read = malformed + dropped + kept. The shard writers take it from here.
+--
+-- Parameters (see sql/README.md):
+--   $min_helpful         kept only when helpful_votes >= $min_helpful (--min-helpful, default 1; NULL counts as 0)
+--   $min_chars           kept only when review_body has at least this many characters (--min-chars)
+--   $max_chars           ... and at most this many (--max-chars)
+--   $seed                seeds review_key, the stable hash of review_id behind the split, the shards and the order
+--   $val_cut             keys below it are the val split: --val-fraction of the key space
+--   $val_width           key range of one val shard
+--   $train_width         key range of one train shard
+--   $last_shard          --shards - 1
+--   {{category_filter}}  TRUE for rows outside --categories (FALSE without the flag)
+--   {{text}}             the record, from --template: concat() of literals and review_text(column)
+--   {{dedup}}            with --dedup, marks every copy of a record after the first (lowest key) as 'duplicate'
+--
+-- Output columns: dropped (NULL when kept), star_rating, split ('train'/'val'), shard, key, text.
+WITH classified AS (
+    SELECT
+        *,
+        review_key(review_id, $seed) AS key,
+        CASE
+            WHEN coalesce(helpful_votes, 0) < $min_helpful THEN 'not_helpful'
+            WHEN {{category_filter}} THEN 'category'
+            WHEN character_length(review_body) < $min_chars THEN 'too_short'
+            WHEN character_length(review_body) > $max_chars THEN 'too_long'
+        END AS dropped
+    FROM reviews
+),
+formatted AS (
+    SELECT dropped, star_rating, key, CASE WHEN dropped IS NULL THEN {{text}} END AS text
+    FROM classified
+),
+deduplicated AS (
+    SELECT {{dedup}} AS dropped, star_rating, key, text
+    FROM formatted
+)
+SELECT
+    dropped,
+    star_rating,
+    CASE WHEN dropped IS NOT NULL THEN NULL WHEN key < $val_cut THEN 'val' ELSE 'train' END AS split,
+    -- Each shard is a contiguous range of keys, so shards are balanced in expectation, whatever the input order.
+    CAST(CASE
+        WHEN dropped IS NOT NULL THEN NULL
+        WHEN key < $val_cut THEN least(key / $val_width, $last_shard)
+        ELSE least((key - $val_cut) / $train_width, $last_shard)
+    END AS INT) AS shard,
+    key,
+    text
+FROM deduplicated
