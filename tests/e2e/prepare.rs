@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::RowAccessor;
+use object_store::ObjectStoreExt;
+use revgen_pipeline::source::StoreOptions;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -292,9 +294,17 @@ fn output_to_s3() {
     let summary = run_ok(&mut revgen(dir.path(), &s3));
     assert!(summary.contains(&format!("{prefix}/manifest.json")), "{summary}");
 
+    // Read back with credentials, through the same object-store client a user's tools would use.
+    let url = url::Url::parse(&format!("s3://{bucket}/")).unwrap();
+    let options = StoreOptions { endpoint: Some(endpoint.clone()), ..Default::default() };
+    let (_, store) = revgen_pipeline::source::open_store(&url, &options, &prefix).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let get = |name: &str| -> Vec<u8> {
-        let url = format!("{endpoint}/{bucket}/prepared/{name}");
-        agent.get(&url).call().unwrap_or_else(|e| panic!("{url}: {e}")).body_mut().read_to_vec().unwrap()
+        let key = object_store::path::Path::from(format!("prepared/{name}"));
+        runtime
+            .block_on(async { store.get(&key).await?.bytes().await })
+            .unwrap_or_else(|e| panic!("{key}: {e}"))
+            .to_vec()
     };
     let local = dir.path().join("local");
     let m: Value = serde_json::from_slice(&get("manifest.json")).unwrap();
