@@ -65,6 +65,7 @@ json() { "$venv/bin/python" -c "import json, sys; m = json.load(open('$1')); pri
 kept=$(json "$tmp/revgen.out" "m['counts']['kept']")
 text_bytes=$(json "$tmp/tokenize.out" "sum(s['bytes'] for s in m['shards'] if s['format'] == 'text')")
 tokens=$(json "$tmp/tokenize.out" "sum(s['tokens'] for s in m['shards'] if s['format'] == 'tokens')")
+balance=$(json "$tmp/revgen.out" "(lambda b: f'{min(b) / 1e6:.1f}..{max(b) / 1e6:.1f} MB (max/mean {max(b) * len(b) / sum(b):.3f})')([s['bytes'] for s in m['shards'] if s['split'] == 'train'])")
 
 read -r floor_s _ <"$tmp/inflate.time"
 read -r plain_s _ <"$tmp/revgen.time"
@@ -94,6 +95,7 @@ tok_extra=$(echo "$tok_s - $plain_s" | bc -l)
     read -r spark_s _ <"$tmp/pyspark.time"
     printf 'revgen prepare is %.1f× faster than PySpark and %.2f× the decompress-only floor.\n' \
         "$(echo "$spark_s / $plain_s" | bc -l)" "$(echo "$plain_s / $floor_s" | bc -l)"
+    echo "Train shard sizes: $balance."
     printf 'Tokenization (the extra time of --tokenize, %s tokens of %s MB): %.1f MB/s, %.0f tokens/s; per core %.1f MB/s, %.0f tokens/s.\n' \
         "$(printf "%'d" "$tokens")" "$((text_bytes / 1000000))" \
         "$(echo "$text_bytes / 1000000 / $tok_extra" | bc -l)" "$(echo "$tokens / $tok_extra" | bc -l)" \

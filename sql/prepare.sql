@@ -15,7 +15,8 @@
 --   {{text}}             the record, from --template: concat() of literals and review_text(column)
 --   {{dedup}}            with --dedup, marks every copy of a record after the first (lowest key) as 'duplicate'
 --
--- Output columns: dropped (NULL when kept), star_rating, split ('train'/'val'), shard, key, text.
+-- Output columns: dropped (NULL when kept), star_rating, split ('train'/'val'), shard, key, text, and text_hash
+-- (record_hash of the text and rating), which orders the records of one review id after key.
 WITH classified AS (
     SELECT
         *,
@@ -47,5 +48,6 @@ SELECT
         ELSE least((key - $val_cut) / $train_width, $last_shard)
     END AS INT) AS shard,
     key,
-    text
+    text,
+    record_hash(text, star_rating) AS text_hash
 FROM deduplicated

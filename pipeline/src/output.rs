@@ -116,8 +116,8 @@ pub fn render_stats(report: &StatsReport, format: OutputFormat) -> Result<String
 pub fn render_prepare(report: &PrepareReport) -> String {
     let (m, c) = (&report.manifest, &report.manifest.counts);
     let mut out = String::new();
-    let list = |map: &std::collections::BTreeMap<String, u64>| -> String {
-        map.iter().map(|(k, n)| format!("{k} {}", thousands(*n))).collect::<Vec<_>>().join(", ")
+    let list = |map: &std::collections::BTreeMap<String, u64>, sep: &str| -> String {
+        map.iter().map(|(k, n)| format!("{k}{sep}{}", thousands(*n))).collect::<Vec<_>>().join(", ")
     };
     let _ = writeln!(out, "prepared {} in {:.2} s", report.output, report.elapsed_s);
     let _ = writeln!(
@@ -129,12 +129,12 @@ pub fn render_prepare(report: &PrepareReport) -> String {
         thousands(c.kept)
     );
     if c.malformed > 0 {
-        let _ = writeln!(out, "  malformed: {}", list(&c.malformed_by_reason));
+        let _ = writeln!(out, "  malformed: {}", list(&c.malformed_by_reason, " "));
     }
     if c.filtered_total > 0 {
-        let _ = writeln!(out, "  filtered: {}", list(&c.filtered));
+        let _ = writeln!(out, "  filtered: {}", list(&c.filtered, " "));
     }
-    let _ = writeln!(out, "  kept by star rating: {}", list(&c.kept_by_rating));
+    let _ = writeln!(out, "  kept by star rating: {}", list(&c.kept_by_rating, ": "));
     for split in m.config.splits() {
         for format in ["text", "tokens", "parquet"] {
             let files = m.files(split, format);
@@ -146,10 +146,14 @@ pub fn render_prepare(report: &PrepareReport) -> String {
             let rows: u64 = files.iter().map(|f| f.rows).sum();
             let _ = write!(
                 out,
-                "{split:<5} {format:<7} {} records in {} shards, {:.1} MB",
+                "{split:<5} {format:<7} {} records in {} shards, {}",
                 thousands(rows),
                 files.len(),
-                bytes as f64 / 1e6
+                if bytes >= 1_000_000 {
+                    format!("{:.1} MB", bytes as f64 / 1e6)
+                } else {
+                    format!("{:.1} kB", bytes as f64 / 1e3)
+                }
             );
             if format == "tokens" {
                 let _ = write!(out, ", {} tokens", thousands(tokens));

@@ -6,9 +6,9 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use object_store::ObjectStoreExt;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::RowAccessor;
-use object_store::ObjectStoreExt;
 use revgen_pipeline::source::StoreOptions;
 use serde_json::Value;
 use sha2::{Digest, Sha256};

@@ -3,7 +3,7 @@
 //! The whole job is one DataFusion plan with one scan:
 //! ```text
 //! ShardWriterExec            writes each partition's shards into staging; returns files and counts
-//!   SortExec                 per partition: (split, shard, key, text, star_rating)
+//!   SortExec                 per partition: (key, text_hash); shards are key ranges
 //!     RepartitionExec        Hash(split, shard): every shard lands whole in one partition
 //!       TallyExec            counts dropped rows by reason and rating, passes kept ones
 //!         sql/prepare.sql    filters, review_key, template (ReviewsScan below)
@@ -273,11 +273,12 @@ impl PrepareJob {
         let partitions = self.reviews.ctx.state().config().target_partitions().max(1);
         let by_shard = Partitioning::Hash(vec![column("split")?, column("shard")?], partitions);
         let repartition = Arc::new(RepartitionExec::try_new(tally, by_shard).map_err(df_err("repartitioning"))?);
-        // Tally rows (split NULL) first; records by shard, then key. Text and rating break ties between records of
-        // one review id, so the order is total and a rerun writes the same bytes.
+        // Tally rows (key NULL) first, then records by key: shards are key ranges, so that is also by split and
+        // shard. text_hash breaks ties between records of one review id, so the order is total and a rerun writes
+        // the same bytes. Two u64 columns sort much faster than the text itself would.
         let first = SortOptions { descending: false, nulls_first: true };
         let ordering = LexOrdering::new(
-            ["split", "shard", "key", "text", "star_rating"]
+            ["key", "text_hash"]
                 .into_iter()
                 .map(|name| Ok(PhysicalSortExpr::new(column(name)?, first)))
                 .collect::<Result<Vec<_>>>()?,

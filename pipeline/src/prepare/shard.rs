@@ -1,5 +1,5 @@
 //! `ShardWriterExec`: the end of the prepare plan. Each partition receives whole shards (the plan hash-partitions
-//! on (split, shard)), sorted by (split, shard, key, text, star_rating), and writes them one after another into the
+//! on (split, shard)), sorted by key (shards are key ranges, so by split and shard too), and writes them one after another into the
 //! staging directory: the text shard, and with the options the `.bin` token shard and the Parquet shard. Its result
 //! is a small table of what it wrote and counted (see [`result_schema`]), which the job turns into the manifest.
 //!

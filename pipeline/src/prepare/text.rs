@@ -3,8 +3,9 @@
 //! The dump's text is HTML-ish: line breaks are `<br />` tags and some characters are entities (`&#34;`, `&amp;`).
 //! By default [`clean`] turns every line break (a `<br>` tag in any spelling, or a real CR/LF, which JSON dumps
 //! have) into the two characters `\n` (backslash, n), so that a record stays on one line, and decodes entities.
-//! `revgen generate` turns `\n` back into line breaks. `--raw-html` uses [`one_line`] instead: the text exactly as in
-//! the dump, except that a real line break (never in the TSV dump) still becomes `\n`, since a record is one line.
+//! [`unescape_newlines`] turns `\n` back into line breaks in generated text. `--raw-html` uses [`one_line`]
+//! instead: the text exactly as in the dump, except that a real line break (never in the TSV dump) still becomes
+//! `\n`, since a record is one line.
 
 use std::borrow::Cow;
 
