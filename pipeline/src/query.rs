@@ -57,7 +57,9 @@ impl Reviews {
 
     pub fn from_inputs(inputs: Vec<Input>, log: RowLog) -> Self {
         // Stable output: one target partition per core, and batches of the size our readers emit.
-        let config = SessionConfig::new().with_batch_size(crate::batch::BATCH_ROWS).with_information_schema(true);
+        let mut config = SessionConfig::new().with_batch_size(crate::batch::BATCH_ROWS).with_information_schema(true);
+        // VARCHAR is Utf8, the type of every text column: concatenating it with Utf8View costs a copy of the text.
+        config.options_mut().sql_parser.map_string_types_to_utf8view = false;
         // Sorts and aggregations spill to disk past half of the machine's memory instead of failing at its end.
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit())))

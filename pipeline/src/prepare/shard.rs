@@ -176,11 +176,19 @@ struct PartitionWriter {
     written: Vec<WrittenFile>,
     kept: BTreeMap<(String, i32), u64>,
     dropped: BTreeMap<(String, i32), u64>,
+    syncs: Vec<std::thread::JoinHandle<Result<()>>>,
 }
 
 impl PartitionWriter {
     fn new(options: ShardOptions) -> Self {
-        PartitionWriter { options, open: None, written: Vec::new(), kept: BTreeMap::new(), dropped: BTreeMap::new() }
+        PartitionWriter {
+            options,
+            open: None,
+            written: Vec::new(),
+            kept: BTreeMap::new(),
+            dropped: BTreeMap::new(),
+            syncs: Vec::new(),
+        }
     }
 
     fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
@@ -214,23 +222,34 @@ impl PartitionWriter {
             }
             let files = self.open.as_mut().expect("opened above");
             files.write(texts, ratings, i..end)?;
-            for row in i..end {
-                *self.kept.entry((split.to_owned(), ratings.value(row))).or_default() += 1;
+            let mut per_rating: BTreeMap<i32, u64> = BTreeMap::new();
+            for &rating in &ratings.values()[i..end] {
+                *per_rating.entry(rating).or_default() += 1;
+            }
+            for (rating, n) in per_rating {
+                *self.kept.entry((split.to_owned(), rating)).or_default() += n;
             }
             i = end;
         }
         Ok(())
     }
 
+    /// Finishes the open shard. Its files sync on a thread of their own: waiting for the disk here would stall the
+    /// writer and, through it, the whole plan.
     fn close(&mut self) -> Result<()> {
         if let Some(files) = self.open.take() {
-            self.written.extend(files.finish()?);
+            let (written, files) = files.finish()?;
+            self.written.extend(written);
+            self.syncs.push(std::thread::spawn(move || sync(files)));
         }
         Ok(())
     }
 
     fn finish(mut self) -> Result<RecordBatch> {
         self.close()?;
+        for handle in self.syncs.drain(..) {
+            handle.join().expect("a sync thread does not panic")?;
+        }
         let mut rows = ResultRows::default();
         for f in &self.written {
             rows.push(Some(&f.file), Some(&f.split), Some(f.shard as i32), None, None, f.rows);
@@ -403,12 +422,12 @@ impl ShardFiles {
         Ok(())
     }
 
-    /// Flushes and syncs every file; returns what was written.
-    fn finish(self) -> Result<Vec<WrittenFile>> {
+    /// Flushes every file; returns what was written, and the files, which the caller syncs.
+    fn finish(self) -> Result<(Vec<WrittenFile>, Vec<(PathBuf, File)>)> {
         let name = |path: &Path| path.file_name().expect("a file").to_string_lossy().into_owned();
         let file =
             self.text.into_inner().map_err(|e| Error::Io { path: self.text_path.clone(), source: e.into_error() })?;
-        file.sync_data().map_err(Error::io(&self.text_path))?;
+        let mut files = vec![(self.text_path.clone(), file)];
         let entry = |file: String, bytes: u64, tokens: Option<u64>, sha256: String| WrittenFile {
             file,
             split: self.split.clone(),
@@ -420,24 +439,32 @@ impl ShardFiles {
         };
         let mut written = vec![entry(name(&self.text_path), self.bytes, None, hex(&self.hash.finalize()))];
         if let Some((_, bin, writer)) = self.tokens {
-            let tokens = writer.finish()?;
+            let (tokens, file) = writer.finish()?;
             let (bytes, sha256) = hash_file(&bin)?;
             written.push(entry(name(&bin), bytes, Some(tokens), sha256));
+            files.push((bin, file));
         }
         if let Some((path, writer)) = self.parquet {
             let file = writer.into_inner().map_err(|source| Error::Parquet { path: path.clone(), source })?;
-            file.sync_data().map_err(Error::io(&path))?;
             let (bytes, sha256) = hash_file(&path)?;
             written.push(entry(name(&path), bytes, None, sha256));
+            files.push((path, file));
         }
-        Ok(written)
+        Ok((written, files))
     }
+}
+
+/// Syncs files to disk, so that the renames at commit never expose a file whose data a crash could lose.
+fn sync(files: Vec<(PathBuf, File)>) -> Result<()> {
+    files.into_iter().try_for_each(|(path, file)| file.sync_data().map_err(Error::io(&path)))
 }
 
 /// Writes the files of a shard that received no records: an empty text file, and the empty token and Parquet
 /// shards, so that every shard of `-of-N` exists.
 pub fn write_empty(options: &ShardOptions, split: &str, shard: u32) -> Result<Vec<WrittenFile>> {
-    ShardFiles::create(options, split, shard)?.finish()
+    let (written, files) = ShardFiles::create(options, split, shard)?.finish()?;
+    sync(files)?;
+    Ok(written)
 }
 
 /// Size and sha256 of a file.

@@ -14,7 +14,8 @@ pub const NEWLINE_ESCAPE: &str = "\\n";
 
 /// Line breaks to `\n` and HTML entities decoded; text with neither is returned as is.
 pub fn clean(text: &str) -> Cow<'_, str> {
-    if !text.bytes().any(|b| matches!(b, b'<' | b'&' | b'\n' | b'\r')) {
+    if memchr::memchr3(b'<', b'&', b'\n', text.as_bytes()).is_none() && memchr::memchr(b'\r', text.as_bytes()).is_none()
+    {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());
@@ -42,7 +43,7 @@ pub fn clean(text: &str) -> Cow<'_, str> {
 
 /// Only real line breaks to `\n`: the `--raw-html` text.
 pub fn one_line(text: &str) -> Cow<'_, str> {
-    if !text.bytes().any(|b| matches!(b, b'\n' | b'\r')) {
+    if memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_none() {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);

@@ -68,8 +68,8 @@ impl TokenWriter {
         Ok(())
     }
 
-    /// Writes the header and syncs the file. Returns the token count.
-    pub fn finish(self) -> Result<u64> {
+    /// Writes the header. Returns the token count and the file, for the caller to sync.
+    pub fn finish(self) -> Result<(u64, File)> {
         let path = self.path;
         let count = i32::try_from(self.tokens).map_err(|_| Error::Tokenize {
             path: path.clone(),
@@ -81,8 +81,7 @@ impl TokenWriter {
         let bytes: Vec<u8> = header.iter().flat_map(|v| v.to_le_bytes()).collect();
         file.seek(SeekFrom::Start(0)).map_err(Error::io(&path))?;
         file.write_all(&bytes).map_err(Error::io(&path))?;
-        file.sync_data().map_err(Error::io(&path))?;
-        Ok(self.tokens)
+        Ok((self.tokens, file))
     }
 }
 
@@ -118,7 +117,7 @@ mod tests {
         writer.write(&[1, 2, 50256]).unwrap();
         writer.write(&[]).unwrap();
         writer.write(&[7]).unwrap();
-        assert_eq!(writer.finish().unwrap(), 4);
+        assert_eq!(writer.finish().unwrap().0, 4);
         assert_eq!(read(&path).unwrap(), vec![1, 2, 50256, 7]);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), (HEADER_BYTES + 8) as u64);
 

@@ -4,6 +4,7 @@
 //! - `record_hash(text, star_rating)`: a fast stable hash of a record, which orders records of one review id;
 //! - `review_text(text)` and `one_line(text)`: the text of a record field ([`super::text`]).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder, UInt64Array};
@@ -96,7 +97,7 @@ fn key_udf() -> ScalarUDF {
     )
 }
 
-fn text_udf(name: &str, f: fn(&str) -> std::borrow::Cow<'_, str>) -> ScalarUDF {
+fn text_udf(name: &str, f: fn(&str) -> Cow<'_, str>) -> ScalarUDF {
     create_udf(
         name,
         vec![DataType::Utf8],
@@ -105,9 +106,15 @@ fn text_udf(name: &str, f: fn(&str) -> std::borrow::Cow<'_, str>) -> ScalarUDF {
         Arc::new(move |args: &[ColumnarValue]| -> DfResult<ColumnarValue> {
             let arrays = ColumnarValue::values_to_arrays(args)?;
             let input = arrays[0].as_string::<i32>();
+            // Most batches need no change at all: pass them on without copying a byte.
+            let first_change = input.iter().position(|v| v.is_some_and(|v| matches!(f(v), Cow::Owned(_))));
+            let Some(first_change) = first_change else {
+                return Ok(ColumnarValue::Array(Arc::clone(&arrays[0])));
+            };
             let mut out = StringBuilder::with_capacity(input.len(), input.value_data().len() + 64);
-            for value in input.iter() {
-                out.append_option(value.map(f));
+            for (i, value) in input.iter().enumerate() {
+                // Rows before the first change are known to be unchanged.
+                out.append_option(value.map(|v| if i < first_change { Cow::Borrowed(v) } else { f(v) }));
             }
             Ok(ColumnarValue::Array(Arc::new(out.finish())))
         }),
