@@ -423,7 +423,7 @@ impl ShardFiles {
     }
 
     /// Flushes every file; returns what was written, and the files, which the caller syncs.
-    fn finish(self) -> Result<(Vec<WrittenFile>, Vec<(PathBuf, File)>)> {
+    fn finish(self) -> Result<(Vec<WrittenFile>, UnsyncedFiles)> {
         let name = |path: &Path| path.file_name().expect("a file").to_string_lossy().into_owned();
         let file =
             self.text.into_inner().map_err(|e| Error::Io { path: self.text_path.clone(), source: e.into_error() })?;
@@ -454,8 +454,11 @@ impl ShardFiles {
     }
 }
 
+/// Files written and flushed, but not yet synced to disk.
+type UnsyncedFiles = Vec<(PathBuf, File)>;
+
 /// Syncs files to disk, so that the renames at commit never expose a file whose data a crash could lose.
-fn sync(files: Vec<(PathBuf, File)>) -> Result<()> {
+fn sync(files: UnsyncedFiles) -> Result<()> {
     files.into_iter().try_for_each(|(path, file)| file.sync_data().map_err(Error::io(&path)))
 }
 
