@@ -133,7 +133,9 @@ impl DemoReport {
             }
         }
         let _ = writeln!(out, "3. prepare (sql/prepare.sql): tagged training text, train/val shards, GPT-2 tokens");
-        for line in output::render_prepare(&self.prepared).lines() {
+        // Without the summary's first line, which has the elapsed time: the demo's report is the same on every run.
+        let _ = writeln!(out, "   output: {}", self.prepared.output);
+        for line in output::render_prepare(&self.prepared).lines().skip(1) {
             let _ = writeln!(out, "   {line}");
         }
         out
