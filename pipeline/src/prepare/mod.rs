@@ -285,7 +285,7 @@ impl PrepareJob {
         )
         .expect("a non-empty ordering");
         let sort = Arc::new(SortExec::new(ordering, repartition).with_preserve_partitioning(true));
-        Ok(Arc::new(ShardWriterExec::new(sort, options)))
+        Ok(Arc::new(ShardWriterExec::try_new(sort, options).map_err(df_err("the prepare query's columns"))?))
     }
 
     fn manifest(
@@ -523,6 +523,19 @@ mod tests {
         records.sort();
         assert_eq!(records, ["{1} stars", "{5} stars"]);
         assert!(report.manifest.sql.contains("row_number() OVER"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_query_file_without_the_text_column_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let sql = PREPARE_SQL.replace("    text,\n", "");
+        assert_ne!(sql, PREPARE_SQL);
+        let out = dir.path().to_string_lossy();
+        let job = PrepareJob::open(&[fixture()], &StoreOptions::default(), &out, true, PrepareConfig::default(), sql)
+            .await
+            .unwrap();
+        let err = job.run(None).await.unwrap_err().to_string();
+        assert!(err.contains("column text is missing"), "{err}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -89,14 +89,33 @@ pub struct ShardWriterExec {
 }
 
 impl ShardWriterExec {
-    pub fn new(input: Arc<dyn ExecutionPlan>, options: ShardOptions) -> Self {
+    /// `input` must have the columns the writer reads, with their types: a query file given with `--sql` that
+    /// lacks one is an error naming it, not a panic in the middle of the job.
+    pub fn try_new(input: Arc<dyn ExecutionPlan>, options: ShardOptions) -> DfResult<Self> {
+        let schema = input.schema();
+        for (name, ty) in [
+            (DROPPED, DataType::Utf8),
+            ("star_rating", DataType::Int32),
+            ("split", DataType::Utf8),
+            ("shard", DataType::Int32),
+            ("text", DataType::Utf8),
+            (COUNT, DataType::UInt64),
+        ] {
+            let found = schema.field_with_name(name).map(|f| f.data_type().clone());
+            if found.as_ref().ok() != Some(&ty) {
+                let found = found.map_or_else(|_| "missing".to_owned(), |t| format!("of type {t}"));
+                return Err(DataFusionError::Plan(format!(
+                    "the prepare query's column {name} is {found}; the shard writer needs {name} of type {ty}"
+                )));
+            }
+        }
         let properties = PlanProperties::new(
             EquivalenceProperties::new(result_schema()),
             Partitioning::UnknownPartitioning(input.output_partitioning().partition_count()),
             EmissionType::Final,
             Boundedness::Bounded,
         );
-        ShardWriterExec { input, options, properties: Arc::new(properties) }
+        Ok(ShardWriterExec { input, options, properties: Arc::new(properties) })
     }
 }
 
@@ -131,7 +150,7 @@ impl ExecutionPlan for ShardWriterExec {
     fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
         let [input] = <[_; 1]>::try_from(children)
             .map_err(|_| DataFusionError::Internal("ShardWriterExec has one child".into()))?;
-        Ok(Arc::new(ShardWriterExec::new(input, self.options.clone())))
+        Ok(Arc::new(ShardWriterExec::try_new(input, self.options.clone())?))
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
@@ -192,7 +211,7 @@ impl PartitionWriter {
     }
 
     fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
-        let column = |name: &str| batch.column_by_name(name).expect("the prepare plan's columns");
+        let column = |name: &str| batch.column_by_name(name).expect("checked in try_new");
         let dropped = column(DROPPED).as_string::<i32>();
         let ratings = column("star_rating").as_primitive::<Int32Type>();
         let splits = column("split").as_string::<i32>();
