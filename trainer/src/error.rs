@@ -40,6 +40,15 @@ pub enum Error {
     ContextOverflow { tokens: usize, n_positions: usize },
     #[error("scoring needs at least 2 tokens, got {0}")]
     TooFewTokens(usize),
+
+    #[error("training data {}: {reason}", path.display())]
+    Data { path: PathBuf, reason: String },
+    #[error("checkpoint {}: {reason}", path.display())]
+    Checkpoint { path: PathBuf, reason: String },
+    #[error("invalid training settings: {0}")]
+    InvalidTraining(String),
+    #[error("out of memory on {device}: {hint}")]
+    OutOfMemory { device: String, hint: String },
 }
 
 impl Error {

@@ -2,13 +2,18 @@
 //! loader, the training loop, checkpoints and generation. The CLI only picks a backend and a device here.
 
 pub mod backend;
+pub mod checkpoint;
 pub mod config;
+pub mod data;
 mod error;
 pub mod hub;
 pub mod model;
 pub mod parity;
+pub mod sample;
+pub mod schedule;
 pub mod score;
 pub mod tokenizer;
+pub mod train;
 pub mod weights;
 
 pub use error::{Error, Result};

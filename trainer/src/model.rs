@@ -5,7 +5,7 @@
 //! Parameter names and layouts are HF's (`h.3.attn.c_attn.weight`, ...), so import and export are a name-for-name
 //! copy. HF stores `Conv1D` weights as `[in, out]`, which is burn's `Linear` row layout: no weight is transposed.
 
-use burn::module::{Module, Param};
+use burn::module::{Module, Param, ParamId};
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::activation::{gelu_approximate, log_softmax, softmax};
 use burn::tensor::module::attention;
@@ -80,6 +80,9 @@ impl KvCache {
 
 impl Gpt2 {
     /// Builds the model from `source`, asking for every parameter by its HF name.
+    ///
+    /// Parameter ids are the parameters' positions in this order, not random ones, so that an optimizer state
+    /// saved by one process (it is keyed by id) applies to the same model built by another.
     pub fn build(config: &Config, device: &Device, source: &mut dyn WeightSource) -> Result<Self> {
         config.validate().map_err(Error::InvalidModel)?;
         let (d, v) = (config.n_embd, config.vocab_size);
@@ -114,7 +117,7 @@ impl Gpt2 {
         }
         let ln_f =
             layer_norm(param("ln_f.weight", &[d])?, param("ln_f.bias", &[d])?, config.layer_norm_epsilon, device);
-        Ok(Gpt2 { wte, wpe, h, ln_f })
+        Ok(Gpt2 { wte, wpe, h, ln_f }.map(&mut NumberParams(0)))
     }
 
     /// A randomly initialised model with GPT-2's initialisation (as in HF and nanoGPT): weights N(0, 0.02), the
@@ -289,6 +292,17 @@ fn layer_norm(gamma: Vec<f32>, beta: Vec<f32>, epsilon: f64, device: &Device) ->
     norm.gamma = Param::from_tensor(Tensor::from_data(TensorData::new(gamma, [d]), device));
     norm.beta = Some(Param::from_tensor(Tensor::from_data(TensorData::new(beta, [d]), device)));
     norm
+}
+
+/// Gives parameters the ids 0, 1, 2, … in visiting order.
+struct NumberParams(u64);
+
+impl burn::module::ModuleMapper for NumberParams {
+    fn map_float<const D: usize>(&mut self, mut param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.id = ParamId::from(self.0);
+        self.0 += 1;
+        param
+    }
 }
 
 /// GPT-2's initialisation, drawn from a seeded ChaCha stream in [`Gpt2::build`]'s order.

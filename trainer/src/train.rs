@@ -1,0 +1,694 @@
+//! `revgen train`: fine-tuning GPT-2 on prepared shards, in the manner of gpt-2-simple's `finetune()` (its defaults)
+//! with what nanoGPT users expect (AdamW with decoupled weight decay on matrices only, warmup + cosine, global
+//! gradient-norm clipping, validation loss, checkpoints that resume exactly).
+//!
+//! One step is one optimizer update over `grad_accum` micro-batches of `batch_size` windows of `seq_len` tokens.
+//! `--steps` counts updates in total (like nanoGPT's `max_iters`, unlike gpt-2-simple's "steps more"), so that
+//! rerunning the same command after a crash continues to the same end with the same schedule.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::module::{Module, ModuleVisitor, Param, ParamGroup, ParamId};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::Backend;
+use crate::checkpoint::{self, State};
+use crate::data::{Dataset, Position, TokenStream};
+use crate::hub::ModelSource;
+use crate::model::{Gpt2, host_values};
+use crate::sample::{self, SampleConfig};
+use crate::schedule::{LrSchedule, Schedule};
+use crate::tokenizer::Gpt2Tokenizer;
+use crate::weights::{self, WEIGHTS_FILE, write_atomic};
+use crate::{Error, Result};
+
+pub const METRICS_FILE: &str = "metrics.jsonl";
+pub const SAMPLES_DIR: &str = "samples";
+/// The run's settings as last started, for people reading a run directory.
+pub const RUN_FILE: &str = "train.json";
+
+/// Every setting of a training run. The defaults are gpt-2-simple's (`finetune()`), except `--steps`, which counts
+/// updates in total.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// HF model directory or preset to start from (ignored when resuming: the checkpoint has the weights).
+    pub model: String,
+    pub from_scratch: bool,
+    /// Optimizer updates in total.
+    pub steps: u64,
+    /// End this run after this many updates (the schedule still runs to `steps`); resume later.
+    pub stop_at: Option<u64>,
+    pub batch_size: usize,
+    pub grad_accum: usize,
+    /// Tokens per window; 0 = the model's context.
+    pub seq_len: usize,
+    pub lr: f64,
+    pub schedule: Schedule,
+    pub warmup: u64,
+    pub min_lr: f64,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    /// Global gradient-norm clip; 0 = off.
+    pub grad_clip: f64,
+    pub sample_every: u64,
+    pub sample_length: usize,
+    pub sample_prompt: String,
+    pub temperature: f64,
+    pub top_k: usize,
+    pub save_every: u64,
+    pub keep: usize,
+    pub val_every: u64,
+    pub val_batches: usize,
+    pub backend: String,
+    pub device: String,
+    pub precision: Precision,
+    pub seed: u64,
+    pub only_transformer_layers: bool,
+    /// Recompute activations in the backward pass instead of keeping them (burn's gradient checkpointing).
+    pub gradient_checkpointing: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            model: "gpt2".to_owned(),
+            from_scratch: false,
+            steps: 2048,
+            stop_at: None,
+            batch_size: 1,
+            grad_accum: 5,
+            seq_len: 0,
+            lr: 1e-4,
+            schedule: Schedule::Constant,
+            warmup: 0,
+            min_lr: 0.0,
+            weight_decay: 0.0,
+            beta1: 0.9,
+            beta2: 0.999,
+            grad_clip: 1.0,
+            sample_every: 100,
+            sample_length: 500,
+            sample_prompt: "<|startoftext|> 5|||".to_owned(),
+            temperature: 0.7,
+            top_k: 0,
+            save_every: 1000,
+            keep: 2,
+            val_every: 100,
+            val_batches: 20,
+            backend: "flex".to_owned(),
+            device: "cpu".to_owned(),
+            precision: Precision::F32,
+            seed: 0,
+            only_transformer_layers: false,
+            gradient_checkpointing: false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    F32,
+    /// Every float in bf16 on the device (burn has no autocast); LibTorch on CUDA only.
+    Bf16,
+}
+
+impl FromStr for Precision {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" | "fp32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            other => Err(Error::InvalidTraining(format!("unknown precision {other:?}: expected f32 or bf16"))),
+        }
+    }
+}
+
+/// Where a run starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// From the run directory's newest checkpoint, or from `--model` when it has none (gpt-2-simple's default).
+    Latest,
+    /// From `--model`, discarding the run directory's checkpoints, metrics and samples.
+    Fresh,
+    /// From this checkpoint directory.
+    Path(PathBuf),
+}
+
+impl FromStr for Resume {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "latest" => Resume::Latest,
+            "fresh" => Resume::Fresh,
+            path => Resume::Path(PathBuf::from(path)),
+        })
+    }
+}
+
+/// What a run reports as it goes.
+#[derive(Clone, Debug)]
+pub enum Event {
+    Started { step: u64, steps: u64, resumed_from: Option<PathBuf>, params: usize, seq_len: usize, backend: String },
+    Step(StepMetrics),
+    Sample { step: u64, text: String, path: PathBuf },
+    Saved { step: u64, path: PathBuf },
+    Note(String),
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepMetrics {
+    pub step: u64,
+    pub steps: u64,
+    pub loss: f64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub val_loss: Option<f64>,
+    pub lr: f64,
+    pub grad_norm: f64,
+    pub tokens_per_s: f64,
+    pub tokens: u64,
+    pub elapsed_s: f64,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainReport {
+    pub run: PathBuf,
+    pub step: u64,
+    pub steps: u64,
+    pub train_loss: Option<f64>,
+    pub val_loss: Option<f64>,
+    pub best_val_loss: Option<f64>,
+    pub checkpoint: Option<PathBuf>,
+    pub tokens: u64,
+    pub elapsed_s: f64,
+    /// Stopped by Ctrl-C (a checkpoint was saved first).
+    pub interrupted: bool,
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Makes Ctrl-C (SIGINT) and SIGTERM end the run after the current step, with a checkpoint. A second signal ends
+/// the process at once.
+pub fn install_interrupt_handler() {
+    extern "C" fn on_signal(_: libc::c_int) {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            // SAFETY: _exit is async-signal-safe.
+            unsafe { libc::_exit(130) };
+        }
+    }
+    // SAFETY: the handler only touches an atomic and calls _exit, both async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+/// Trains on the shards in `data` and writes checkpoints, metrics and samples to `run`.
+pub fn train(
+    config: &TrainConfig,
+    data: &Path,
+    run: &Path,
+    resume: &Resume,
+    observe: &mut dyn FnMut(Event),
+) -> Result<TrainReport> {
+    validate(config)?;
+    let dataset = Dataset::open(data)?;
+    let backend: Backend = config.backend.parse()?;
+    let mut device = backend.device(&config.device)?;
+    if config.precision == Precision::Bf16 {
+        if backend != Backend::Tch || !config.device.starts_with("cuda") {
+            return Err(Error::InvalidTraining("--precision bf16 needs --backend tch --device cuda:N".to_owned()));
+        }
+        device.configure(FloatDType::BF16).map_err(|e| Error::InvalidTraining(format!("bf16: {e:?}")))?;
+    }
+    if config.gradient_checkpointing {
+        device = device.gradient_checkpointing();
+    }
+    std::fs::create_dir_all(run).map_err(Error::io(run))?;
+    checkpoint::remove_partial(run)?;
+    let from = match resume {
+        Resume::Latest => checkpoint::latest(run)?,
+        Resume::Fresh => {
+            discard_run(run)?;
+            None
+        }
+        Resume::Path(path) => Some(path.clone()),
+    };
+
+    // The model, its tokenizer and the optimizer: from a checkpoint, or from --model.
+    let (mut model, tokenizer, mut state) = match &from {
+        Some(dir) => {
+            let state = checkpoint::load_state(dir)?;
+            let model = weights::load(&dir.join(WEIGHTS_FILE), &state.model, &device)?;
+            let tokenizer = Gpt2Tokenizer::from_dir(dir)?;
+            (model, tokenizer, State { config: config.clone(), ..state })
+        }
+        None => {
+            let source = ModelSource::resolve(&config.model, config.from_scratch)?;
+            let model = source.load(&device, config.seed)?;
+            (model, source.tokenizer, State::new(source.config, config.clone()))
+        }
+    };
+    let context = state.model.n_positions;
+    let seq_len = match config.seq_len {
+        0 => context,
+        n if n > context => {
+            return Err(Error::InvalidTraining(format!("--seq-len {n} exceeds the model's context of {context}")));
+        }
+        n => n,
+    };
+    if config.only_transformer_layers {
+        model.wte = model.wte.freeze();
+        model.wpe = model.wpe.freeze();
+        model.ln_f = model.ln_f.freeze();
+    }
+    let mut optimizer = optimizer(config, &model);
+    if let Some(dir) = &from {
+        optimizer = checkpoint::load_optimizer(dir, optimizer)?;
+    }
+    let tokenizer = Arc::new(tokenizer);
+    write_atomic(&run.join(RUN_FILE), &serde_json::to_vec_pretty(config).expect("config serialises"))?;
+    let mut metrics = Metrics::open(run, state.step, from.is_some())?;
+
+    let mut train_stream = TokenStream::open(&dataset.train, tokenizer.clone(), config.seed, state.data, true);
+    let val = if config.val_every > 0 {
+        let windows = val_windows(&dataset, &tokenizer, seq_len, config.batch_size * config.val_batches)?;
+        if windows.is_empty() {
+            observe(Event::Note("the val split has too few tokens for one window: validation is off".to_owned()));
+        }
+        windows
+    } else {
+        Vec::new()
+    };
+    let mut sample_rng = ChaCha8Rng::seed_from_u64(config.seed);
+    sample_rng.set_word_pos(state.sample_rng_word_pos);
+    let schedule = LrSchedule {
+        schedule: config.schedule,
+        lr: config.lr,
+        min_lr: config.min_lr,
+        warmup: config.warmup,
+        steps: config.steps,
+    };
+    let stop = config.stop_at.map_or(config.steps, |s| s.min(config.steps));
+    observe(Event::Started {
+        step: state.step,
+        steps: config.steps,
+        resumed_from: from.clone(),
+        params: state.model.num_params(),
+        seq_len,
+        backend: format!("{} {}", config.backend, config.device),
+    });
+
+    let tokens_per_step = (config.batch_size * seq_len * config.grad_accum) as u64;
+    let mut last_saved: Option<PathBuf> = from.clone();
+    let mut saved_step = from.as_ref().map(|_| state.step);
+    let mut interrupted = false;
+    let mut clock = Instant::now();
+    while state.step < stop {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            interrupted = true;
+            break;
+        }
+        let started = Instant::now();
+        let lr = schedule.at(state.step);
+        let stepped = catch_unwind(AssertUnwindSafe(|| {
+            train_step(model, &mut optimizer, &mut train_stream, config, seq_len, lr, &device)
+        }));
+        let (next, loss, grad_norm) = match stepped {
+            Ok(result) => result?,
+            Err(panic) => return Err(out_of_memory(panic, config, seq_len)),
+        };
+        model = next;
+        let step_s = started.elapsed().as_secs_f64();
+        state.step += 1;
+        state.tokens_seen += tokens_per_step;
+        state.data = train_stream.position();
+        state.train_loss = Some(loss);
+        let step = state.step;
+
+        let val_loss = (!val.is_empty() && (step % config.val_every == 0 || step == stop))
+            .then(|| evaluate(&model, &val, config.batch_size))
+            .transpose()?;
+        if let Some(v) = val_loss {
+            state.val_loss = Some(v);
+        }
+        state.elapsed_s += clock.elapsed().as_secs_f64();
+        clock = Instant::now();
+        let line = StepMetrics {
+            step,
+            steps: config.steps,
+            loss,
+            val_loss,
+            lr,
+            grad_norm,
+            tokens_per_s: tokens_per_step as f64 / step_s,
+            tokens: state.tokens_seen,
+            elapsed_s: state.elapsed_s,
+        };
+        metrics.write(&line)?;
+        observe(Event::Step(line));
+
+        if config.sample_every > 0 && step % config.sample_every == 0 {
+            let sample_config =
+                SampleConfig { length: config.sample_length, temperature: config.temperature, top_k: config.top_k };
+            let eval = model.valid();
+            let device = eval.wte.weight.val().device();
+            let text =
+                sample::generate(&eval, &tokenizer, &config.sample_prompt, &sample_config, &mut sample_rng, &device)?;
+            let path = run.join(SAMPLES_DIR).join(format!("step-{step}.txt"));
+            std::fs::create_dir_all(run.join(SAMPLES_DIR)).map_err(Error::io(run))?;
+            write_atomic(&path, text.as_bytes())?;
+            observe(Event::Sample { step, text, path });
+        }
+        state.sample_rng_word_pos = sample_rng.get_word_pos();
+
+        if let Some(v) = val_loss.filter(|v| state.best_val_loss.is_none_or(|best| *v < best)) {
+            state.best_val_loss = Some(v);
+            checkpoint::save(run, checkpoint::BEST, &model, &optimizer, &tokenizer, &state)?;
+        }
+        if (config.save_every > 0 && step % config.save_every == 0) || step == stop {
+            let path = save(run, &model, &optimizer, &tokenizer, &state, config.keep)?;
+            saved_step = Some(step);
+            last_saved = Some(path.clone());
+            observe(Event::Saved { step, path });
+        }
+    }
+    if saved_step != Some(state.step) && (interrupted || state.step > 0) {
+        let path = save(run, &model, &optimizer, &tokenizer, &state, config.keep)?;
+        observe(Event::Saved { step: state.step, path: path.clone() });
+        last_saved = Some(path);
+    }
+    Ok(TrainReport {
+        run: run.to_owned(),
+        step: state.step,
+        steps: config.steps,
+        train_loss: state.train_loss,
+        val_loss: state.val_loss,
+        best_val_loss: state.best_val_loss,
+        checkpoint: last_saved,
+        tokens: state.tokens_seen,
+        elapsed_s: state.elapsed_s,
+        interrupted,
+    })
+}
+
+fn validate(config: &TrainConfig) -> Result<()> {
+    let fail = |what: &str| Err(Error::InvalidTraining(what.to_owned()));
+    if config.batch_size == 0 || config.grad_accum == 0 {
+        return fail("--batch-size and --grad-accum must be at least 1");
+    }
+    if config.seq_len == 1 {
+        return fail("--seq-len must be at least 2");
+    }
+    if !(config.lr > 0.0 && config.lr.is_finite()) || config.min_lr < 0.0 || config.min_lr > config.lr {
+        return fail("--lr must be positive, and --min-lr between 0 and --lr");
+    }
+    if config.weight_decay < 0.0 || config.grad_clip < 0.0 {
+        return fail("--weight-decay and --grad-clip cannot be negative");
+    }
+    if !(0.0..1.0).contains(&config.beta1) || !(0.0..1.0).contains(&config.beta2) {
+        return fail("Adam betas must be in [0, 1)");
+    }
+    if config.val_every > 0 && config.val_batches == 0 {
+        return fail("--val-batches must be at least 1 when --val-every is on");
+    }
+    Ok(())
+}
+
+/// AdamW with decay on matrices only: biases, LayerNorms and (as in nanoGPT) nothing 1-D is decayed.
+fn optimizer(config: &TrainConfig, model: &Gpt2) -> ModuleOptimizer {
+    let adamw = |weight_decay: f64| {
+        AdamWConfig::new()
+            .with_beta_1(config.beta1 as f32)
+            .with_beta_2(config.beta2 as f32)
+            .with_epsilon(1e-8)
+            .with_weight_decay(weight_decay as f32)
+    };
+    let mut vectors = VectorParams(Vec::new());
+    model.visit(&mut vectors);
+    adamw(config.weight_decay).init().with_group(ParamGroup::from_ids(vectors.0), adamw(0.0).build(), None)
+}
+
+/// Ids of the 1-D parameters.
+struct VectorParams(Vec<ParamId>);
+
+impl ModuleVisitor for VectorParams {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if D == 1 {
+            self.0.push(param.id);
+        }
+    }
+}
+
+/// One optimizer update: `grad_accum` micro-batches, global-norm clipping, AdamW. Returns the updated model, the
+/// mean loss of the micro-batches and the gradient norm before clipping.
+fn train_step(
+    model: Gpt2,
+    optimizer: &mut ModuleOptimizer,
+    stream: &mut TokenStream,
+    config: &TrainConfig,
+    seq_len: usize,
+    lr: f64,
+    device: &Device,
+) -> Result<(Gpt2, f64, f64)> {
+    let mut accumulator = GradientsAccumulator::new();
+    let mut loss_sum = 0.0;
+    for _ in 0..config.grad_accum {
+        let mut ids = Vec::with_capacity(config.batch_size * (seq_len + 1));
+        for _ in 0..config.batch_size {
+            let window = stream.window(seq_len + 1, seq_len)?.expect("the train stream cycles");
+            ids.extend(window.into_iter().map(i64::from));
+        }
+        let (inputs, targets) = shifted(ids, config.batch_size, seq_len, device);
+        let loss = model.loss(inputs, targets); // [1]
+        loss_sum += f64::from(host_values(loss.clone())[0]);
+        let grads = loss.div_scalar(config.grad_accum as f64).backward();
+        accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
+    }
+    let (grads, norm) = clip_grad_norm(&model, accumulator.grads(), config.grad_clip);
+    let model = optimizer.step(lr, model, grads);
+    Ok((model, loss_sum / config.grad_accum as f64, norm))
+}
+
+/// Windows of `seq + 1` ids as inputs (all but the last) and targets (all but the first).
+///
+/// ids: `batch·(seq+1)` → inputs, targets: `[batch, seq]`
+fn shifted(ids: Vec<i64>, batch: usize, seq: usize, device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>) {
+    let all = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, seq + 1]), device); // [batch, seq+1]
+    (all.clone().slice([0..batch, 0..seq]), all.slice([0..batch, 1..seq + 1]))
+}
+
+/// Scales all gradients together so that their global L2 norm is at most `max_norm` (PyTorch's
+/// `clip_grad_norm_`, as nanoGPT uses; burn's own clipping works per tensor). Returns the norm before clipping.
+fn clip_grad_norm(model: &Gpt2, mut grads: GradientsParams, max_norm: f64) -> (GradientsParams, f64) {
+    struct SumSquares<'a> {
+        grads: &'a GradientsParams,
+        sum: Option<Tensor<1>>,
+    }
+    impl ModuleVisitor for SumSquares<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(param.id) {
+                let s = g.powi_scalar(2).sum(); // [1]
+                self.sum = Some(match self.sum.take() {
+                    Some(acc) => acc + s,
+                    None => s,
+                });
+            }
+        }
+    }
+    struct Scale<'a> {
+        grads: &'a mut GradientsParams,
+        factor: f64,
+    }
+    impl ModuleVisitor for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.remove::<D>(param.id) {
+                self.grads.register(param.id, g.mul_scalar(self.factor));
+            }
+        }
+    }
+    let mut squares = SumSquares { grads: &grads, sum: None };
+    model.visit(&mut squares);
+    let norm = squares.sum.map_or(0.0, |s| f64::from(host_values(s)[0]).sqrt());
+    if max_norm > 0.0 && norm > max_norm {
+        model.visit(&mut Scale { grads: &mut grads, factor: max_norm / (norm + 1e-6) });
+    }
+    (grads, norm)
+}
+
+/// The first `windows` windows of the val split (the same ones at every evaluation, so val losses compare).
+fn val_windows(dataset: &Dataset, tokenizer: &Arc<Gpt2Tokenizer>, seq: usize, windows: usize) -> Result<Vec<Vec<i64>>> {
+    let mut stream = TokenStream::open(&dataset.val, tokenizer.clone(), 0, Position::default(), false);
+    let mut out = Vec::new();
+    while out.len() < windows {
+        match stream.window(seq + 1, seq)? {
+            Some(w) => out.push(w.into_iter().map(i64::from).collect()),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Mean loss over the val windows, without recording a graph.
+fn evaluate(model: &Gpt2, windows: &[Vec<i64>], batch: usize) -> Result<f64> {
+    let eval = model.valid();
+    let device = eval.wte.weight.val().device();
+    let seq = windows[0].len() - 1;
+    let (mut sum, mut n) = (0.0, 0usize);
+    for group in windows.chunks(batch) {
+        let ids: Vec<i64> = group.iter().flatten().copied().collect();
+        let (inputs, targets) = shifted(ids, group.len(), seq, &device);
+        sum += f64::from(host_values(eval.loss(inputs, targets))[0]) * group.len() as f64;
+        n += group.len();
+    }
+    Ok(sum / n as f64)
+}
+
+fn save(
+    run: &Path,
+    model: &Gpt2,
+    optimizer: &ModuleOptimizer,
+    tokenizer: &Gpt2Tokenizer,
+    state: &State,
+    keep: usize,
+) -> Result<PathBuf> {
+    let path = checkpoint::save(run, &checkpoint::step_name(state.step), model, optimizer, tokenizer, state)?;
+    checkpoint::prune(run, keep)?;
+    Ok(path)
+}
+
+/// `--resume fresh`: removes what an earlier run left in `run`.
+fn discard_run(run: &Path) -> Result<()> {
+    for dir in [checkpoint::CHECKPOINTS, SAMPLES_DIR] {
+        let path = run.join(dir);
+        if path.exists() {
+            std::fs::remove_dir_all(&path).map_err(Error::io(&path))?;
+        }
+    }
+    let metrics = run.join(METRICS_FILE);
+    if metrics.exists() {
+        std::fs::remove_file(&metrics).map_err(Error::io(&metrics))?;
+    }
+    Ok(())
+}
+
+/// Turns a panic inside a training step into an error: out-of-memory names the settings to lower, anything else
+/// is a bug and keeps unwinding.
+fn out_of_memory(panic: Box<dyn std::any::Any + Send>, config: &TrainConfig, seq_len: usize) -> Error {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or_default();
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("out of memory") || lower.contains("memory allocation") || lower.contains("failed to allocate") {
+        return Error::OutOfMemory {
+            device: config.device.clone(),
+            hint: format!(
+                "lower --batch-size (now {}) or --seq-len (now {seq_len}), raise --grad-accum (now {}) to keep the \
+                 tokens per step, or add --gradient-checkpointing",
+                config.batch_size, config.grad_accum
+            ),
+        };
+    }
+    std::panic::resume_unwind(panic)
+}
+
+/// `metrics.jsonl`, one JSON object per step. A resumed run first drops the lines after its checkpoint's step,
+/// which the killed run wrote after saving, so that every step appears once.
+struct Metrics {
+    path: PathBuf,
+    file: File,
+}
+
+impl Metrics {
+    fn open(run: &Path, step: u64, resumed: bool) -> Result<Self> {
+        let path = run.join(METRICS_FILE);
+        let mut kept = Vec::new();
+        if resumed && let Ok(file) = File::open(&path) {
+            for line in BufReader::new(file).lines() {
+                let line = line.map_err(Error::io(&path))?;
+                let at = serde_json::from_str::<serde_json::Value>(&line).ok().and_then(|v| v["step"].as_u64());
+                if at.is_some_and(|s| s <= step) {
+                    kept.extend_from_slice(line.as_bytes());
+                    kept.push(b'\n');
+                }
+            }
+        }
+        write_atomic(&path, &kept)?;
+        let file = OpenOptions::new().append(true).open(&path).map_err(Error::io(&path))?;
+        Ok(Metrics { path, file })
+    }
+
+    fn write(&mut self, line: &StepMetrics) -> Result<()> {
+        let mut bytes = serde_json::to_vec(line).expect("metrics serialise");
+        bytes.push(b'\n');
+        self.file.write_all(&bytes).map_err(Error::io(&self.path))
+    }
+}
+
+/// Reads a run's `metrics.jsonl`.
+pub fn read_metrics(run: &Path) -> Result<Vec<StepMetrics>> {
+    let path = run.join(METRICS_FILE);
+    let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .map_err(|e| Error::Data { path: path.clone(), reason: format!("line {}: {e}", i + 1) })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn global_clipping_scales_every_gradient_by_one_factor() {
+        let device = Backend::Flex.device("cpu").unwrap();
+        let config =
+            crate::config::Config { n_positions: 8, vocab_size: 50, ..crate::config::Config::preset("tiny").unwrap() };
+        let model = Gpt2::init(&config, &device, 1).unwrap();
+        let (inputs, targets) = shifted((0..18).map(|i| i % 50).collect(), 2, 8, &device);
+        let grads = GradientsParams::from_grads(model.loss(inputs, targets).backward(), &model);
+        let before = host_values(grads.get::<2>(model.wte.weight.id).unwrap());
+        let (grads, norm) = clip_grad_norm(&model, grads, 1e-3);
+        assert!(norm > 1e-3, "norm {norm}");
+        let after = host_values(grads.get::<2>(model.wte.weight.id).unwrap());
+        let ratio = 1e-3 / (norm + 1e-6);
+        for (a, b) in before.iter().zip(&after) {
+            assert!((a * ratio as f32 - b).abs() <= 1e-9 + 1e-5 * b.abs(), "{a} * {ratio} vs {b}");
+        }
+        let mut again = SumCheck(0.0, &grads);
+        model.visit(&mut again);
+        assert!((again.0.sqrt() - 1e-3).abs() < 1e-6, "clipped norm {}", again.0.sqrt());
+    }
+
+    struct SumCheck<'a>(f64, &'a GradientsParams);
+
+    impl ModuleVisitor for SumCheck<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.1.get::<D>(param.id) {
+                self.0 += host_values(g).iter().map(|x| f64::from(*x).powi(2)).sum::<f64>();
+            }
+        }
+    }
+}
