@@ -9,6 +9,10 @@
         Loads MODEL_DIR with GPT2LMHeadModel/AutoTokenizer.from_pretrained, computes the logits of the texts in
         REFERENCE_DIR/reference.json and prints JSON with the largest difference from reference.safetensors.
 
+    hf_check.py loss MODEL_DIR TEXT_FILE
+        Loads MODEL_DIR like `logits` and prints JSON with the mean next-token loss (nats) of TEXT_FILE's first
+        n_positions tokens.
+
 Run it with the torch venv's python (scripts/setup-libtorch.sh installs torch and transformers there).
 """
 
@@ -51,6 +55,18 @@ def logits(model_dir: str, reference_dir: str) -> None:
     print(json.dumps({"max_logit_diff": worst, "ids_match": ids_match, "texts": len(reference["texts"])}))
 
 
+def loss(model_dir: str, text_file: str) -> None:
+    import torch
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    ids = tokenizer(pathlib.Path(text_file).read_text(encoding="utf-8"))["input_ids"][: model.config.n_positions]
+    with torch.no_grad():
+        out = model(torch.tensor([ids]), labels=torch.tensor([ids]))
+    print(json.dumps({"loss": out.loss.item(), "tokens": len(ids)}))
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
-    {"tokenize": tokenize, "logits": logits}[command](*args)
+    {"tokenize": tokenize, "logits": logits, "loss": loss}[command](*args)

@@ -10,6 +10,8 @@ use revgen_pipeline::prepare::PrepareConfig;
 use revgen_pipeline::source::StoreOptions;
 use revgen_pipeline::synth::SynthConfig;
 use revgen_trainer::backend::Backend;
+use revgen_trainer::schedule::Schedule;
+use revgen_trainer::train::TrainConfig;
 
 /// Fine-tune GPT-2 to write product reviews conditioned on a star rating and a headline.
 ///
@@ -42,6 +44,11 @@ pub enum Command {
     /// Helpful reviews as tagged training text: filter, template, train/val split, shards and manifest.json
     /// (sql/prepare.sql).
     Prepare(PrepareArgs),
+    /// Fine-tune GPT-2 on prepared shards: checkpoints, samples and metrics.jsonl in --out (gpt-2-simple's
+    /// finetune() defaults; AdamW, warmup + cosine, clipping and validation as in nanoGPT).
+    Train(TrainArgs),
+    /// Draw a training run's train and val loss by step (from its metrics.jsonl) to FILE.png or FILE.svg.
+    Plot(PlotArgs),
 }
 
 /// Where the dump is and how to read it.
@@ -344,4 +351,153 @@ mod tests {
         assert_eq!(config.categories, ["Books", "Toys"]);
         assert_eq!(config.json_layout, JsonLayout::Y2014);
     }
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// A directory written by `revgen prepare` (manifest.json + shards). Uses the .bin shards when it has them.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Model to start from: an HF model directory or a preset (tiny, gpt2, gpt2-medium, gpt2-large, gpt2-xl).
+    #[arg(long, default_value = "gpt2")]
+    pub model: String,
+    /// Start from GPT-2's random initialisation instead of the pretrained weights.
+    #[arg(long)]
+    pub from_scratch: bool,
+    /// Run directory: checkpoints/, samples/, metrics.jsonl, train.json.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Optimizer updates in total (a resumed run continues to this count).
+    #[arg(long, default_value_t = 2048)]
+    pub steps: u64,
+    /// End this run after this many updates, with a checkpoint, keeping the schedule of --steps; resume later.
+    #[arg(long)]
+    pub stop_at: Option<u64>,
+    /// Windows per micro-batch.
+    #[arg(long, default_value_t = 1)]
+    pub batch_size: usize,
+    /// Micro-batches per update.
+    #[arg(long, default_value_t = 5)]
+    pub grad_accum: usize,
+    /// Tokens per window; default: the model's context (1024 for GPT-2).
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-4)]
+    pub lr: f64,
+    /// constant or cosine (decays to --min-lr at --steps).
+    #[arg(long, default_value = "constant")]
+    pub schedule: Schedule,
+    /// Steps of linear warmup.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: u64,
+    /// Learning rate at the end of the cosine schedule.
+    #[arg(long, default_value_t = 0.0)]
+    pub min_lr: f64,
+    /// AdamW's decoupled weight decay, applied to weight matrices only.
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    #[arg(long, default_value_t = 0.9)]
+    pub beta1: f64,
+    #[arg(long, default_value_t = 0.999)]
+    pub beta2: f64,
+    /// Clip the global gradient norm to this; 0 = off.
+    #[arg(long, default_value_t = 1.0)]
+    pub grad_clip: f64,
+    /// Write a sample to samples/step-N.txt every N steps; 0 = off.
+    #[arg(long, default_value_t = 100)]
+    pub sample_every: u64,
+    /// Tokens per sample.
+    #[arg(long, default_value_t = 500)]
+    pub sample_length: usize,
+    /// The text samples continue.
+    #[arg(long, default_value = "<|startoftext|> 5|||")]
+    pub sample_prompt: String,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f64,
+    /// Sample among the k most likely tokens; 0 = all.
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// Save a checkpoint every N steps (and always at the end); 0 = only at the end.
+    #[arg(long, default_value_t = 1000)]
+    pub save_every: u64,
+    /// Step checkpoints to keep (plus `best`, the one with the lowest val loss).
+    #[arg(long, default_value_t = 2)]
+    pub keep: usize,
+    /// Compute the val loss every N steps; 0 = off.
+    #[arg(long, default_value_t = 100)]
+    pub val_every: u64,
+    /// Micro-batches of the val split per evaluation (the same ones each time).
+    #[arg(long, default_value_t = 20)]
+    pub val_batches: usize,
+    /// latest (the run's newest checkpoint, else --model), fresh (discard the run's checkpoints), or a checkpoint
+    /// directory.
+    #[arg(long, default_value = "latest")]
+    pub resume: String,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// f32, or bf16 (LibTorch on CUDA: every float in bf16).
+    #[arg(long, default_value = "f32")]
+    pub precision: String,
+    /// Seed of the data order, the sampling and a random initialisation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Train only the transformer blocks (gpt-2-simple's only_train_transformer_layers): embeddings and the final
+    /// LayerNorm stay as they are.
+    #[arg(long)]
+    pub only_transformer_layers: bool,
+    /// Recompute activations in the backward pass to save memory (burn's gradient checkpointing).
+    #[arg(long)]
+    pub gradient_checkpointing: bool,
+    /// Print the final report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl TrainArgs {
+    pub fn config(&self) -> anyhow::Result<TrainConfig> {
+        Ok(TrainConfig {
+            model: self.model.clone(),
+            from_scratch: self.from_scratch,
+            steps: self.steps,
+            stop_at: self.stop_at,
+            batch_size: self.batch_size,
+            grad_accum: self.grad_accum,
+            seq_len: self.seq_len.unwrap_or(0),
+            lr: self.lr,
+            schedule: self.schedule,
+            warmup: self.warmup,
+            min_lr: self.min_lr,
+            weight_decay: self.weight_decay,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            grad_clip: self.grad_clip,
+            sample_every: self.sample_every,
+            sample_length: self.sample_length,
+            sample_prompt: self.sample_prompt.clone(),
+            temperature: self.temperature,
+            top_k: self.top_k,
+            save_every: self.save_every,
+            keep: self.keep,
+            val_every: self.val_every,
+            val_batches: self.val_batches,
+            backend: self.device.backend.name().to_owned(),
+            device: self.device.device.clone(),
+            precision: self.precision.parse()?,
+            seed: self.seed,
+            only_transformer_layers: self.only_transformer_layers,
+            gradient_checkpointing: self.gradient_checkpointing,
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// A run directory of `revgen train` (its metrics.jsonl).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// FILE.png or FILE.svg.
+    #[arg(long)]
+    pub out: PathBuf,
 }

@@ -17,7 +17,10 @@ use revgen_pipeline::quarantine::RowLog;
 use revgen_pipeline::query::{Params, Reviews};
 use revgen_pipeline::stats::StatsConfig;
 use revgen_trainer::backend::Backend;
+use revgen_pipeline::chart::Series;
 use revgen_trainer::hub::ModelSource;
+use revgen_trainer::progress::TrainProgress;
+use revgen_trainer::train::{Resume, StepMetrics};
 
 use crate::cli::{Cli, Command};
 
@@ -107,6 +110,50 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stats(args) => runtime()?.block_on(stats(args))?,
         Command::Sql(args) => runtime()?.block_on(sql(args))?,
         Command::Prepare(args) => runtime()?.block_on(prepare(args))?,
+        Command::Train(args) => return train(args),
+        Command::Plot(args) => {
+            let metrics = revgen_trainer::train::read_metrics(&args.run)?;
+            let series = |name: &str, value: fn(&StepMetrics) -> Option<f64>| Series {
+                name: name.to_owned(),
+                points: metrics.iter().filter_map(|m| Some((m.step as f64, value(m)?))).collect(),
+            };
+            let lines = [series("train", |m| Some(m.loss)), series("val", |m| m.val_loss)];
+            let title = format!("Loss of {}", args.run.display());
+            revgen_pipeline::chart::draw_lines(&lines, &title, "step", "loss (nats per token)", &args.out)?;
+            println!("{}", args.out.display());
+        }
+    }
+    Ok(())
+}
+
+/// `revgen train`. Ctrl-C saves a checkpoint and exits with 130, as a shell expects of an interrupted command.
+fn train(args: cli::TrainArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
+    let resume: Resume = args.resume.parse()?;
+    revgen_trainer::train::install_interrupt_handler();
+    let mut progress = TrainProgress::new();
+    let report = revgen_trainer::train::train(&config, &args.data, &args.out, &resume, &mut |e| progress.event(e))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let fmt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.4}"));
+        println!(
+            "step {}/{}: train loss {}, val loss {} (best {}), {} tokens in {}",
+            report.step,
+            report.steps,
+            fmt(report.train_loss),
+            fmt(report.val_loss),
+            fmt(report.best_val_loss),
+            report.tokens,
+            revgen_trainer::progress::duration(report.elapsed_s)
+        );
+        if let Some(dir) = &report.checkpoint {
+            println!("checkpoint: {}", dir.display());
+        }
+    }
+    if report.interrupted {
+        eprintln!("interrupted: resume with the same command (--resume latest)");
+        std::process::exit(130);
     }
     Ok(())
 }

@@ -5,7 +5,9 @@
 //!    figures it reproduces;
 //! 2. the stats report over that dump (sql/stats.sql), its malformed rows quarantined, with a chart;
 //! 3. prepare (sql/prepare.sql): the helpful reviews as tagged training text in train/val shards, tokenized, with
-//!    a manifest.
+//!    a manifest;
+//! 4. train: a tiny GPT-2 (random start, pure-Rust backend) fine-tuned on those shards for a few hundred steps,
+//!    with val loss, a sample, a checkpoint and the loss chart.
 //!
 //! Each later stage (stats, prepare, train, generate) is appended here, so the demo always runs the whole flow.
 
@@ -22,6 +24,10 @@ use revgen_pipeline::query::Reviews;
 use revgen_pipeline::source::StoreOptions;
 use revgen_pipeline::stats::{self, StatsConfig, StatsReport};
 use revgen_pipeline::synth::{self, MEAN_CHARS_ALL, MEAN_CHARS_HELPFUL, STAR_COUNTS, SynthConfig, SynthSummary};
+
+use revgen_pipeline::chart::Series;
+use revgen_trainer::train::{self, Resume, TrainConfig, TrainReport};
+use revgen_trainer::schedule::Schedule;
 
 use crate::tokens::Gpt2Tokens;
 use crate::{Error, Result};
@@ -45,6 +51,32 @@ pub struct DemoReport {
     pub stats_file: PathBuf,
     pub chart_file: PathBuf,
     pub prepared: PrepareReport,
+    pub trained: TrainReport,
+    /// The last sample the run wrote, and the loss chart.
+    pub sample: String,
+    pub loss_chart: PathBuf,
+}
+
+/// The demo's training run: the `tiny` preset from its random start, sized to take about a minute on 2 cores.
+pub fn train_config() -> TrainConfig {
+    TrainConfig {
+        model: "tiny".to_owned(),
+        steps: 200,
+        batch_size: 4,
+        grad_accum: 1,
+        seq_len: 64,
+        lr: 3e-3,
+        schedule: Schedule::Cosine,
+        warmup: 20,
+        min_lr: 3e-4,
+        weight_decay: 0.1,
+        sample_every: 200,
+        sample_length: 60,
+        val_every: 50,
+        val_batches: 8,
+        save_every: 0,
+        ..TrainConfig::default()
+    }
 }
 
 pub fn run(config: &DemoConfig) -> Result<DemoReport> {
@@ -77,7 +109,22 @@ pub fn run(config: &DemoConfig) -> Result<DemoReport> {
             PrepareJob::open(&dump_spec, &StoreOptions::default(), &out, true, prepare, PREPARE_SQL.into()).await?;
         job.run(Some(Arc::new(Gpt2Tokens::builtin()))).await
     })?;
-    Ok(DemoReport { dump, stats, stats_file, chart_file, prepared })
+    drop(runtime);
+
+    let run = config.dir.join("run");
+    let data = config.dir.join("prepared");
+    let trained = train::train(&train_config(), &data, &run, &Resume::Fresh, &mut |_| {})?;
+    let sample_path = run.join(train::SAMPLES_DIR).join(format!("step-{}.txt", trained.step));
+    let sample = fs::read_to_string(&sample_path).map_err(|source| Error::Io { path: sample_path, source })?;
+    let metrics = train::read_metrics(&run)?;
+    let series = |name: &str, value: fn(&train::StepMetrics) -> Option<f64>| Series {
+        name: name.to_owned(),
+        points: metrics.iter().filter_map(|m| Some((m.step as f64, value(m)?))).collect(),
+    };
+    let loss_chart = config.dir.join("loss.svg");
+    let lines = [series("train", |m| Some(m.loss)), series("val", |m| m.val_loss)];
+    revgen_pipeline::chart::draw_lines(&lines, "Loss of the demo run", "step", "loss (nats per token)", &loss_chart)?;
+    Ok(DemoReport { dump, stats, stats_file, chart_file, prepared, trained, sample, loss_chart })
 }
 
 impl DemoReport {
@@ -138,6 +185,21 @@ impl DemoReport {
         for line in output::render_prepare(&self.prepared).lines().skip(1) {
             let _ = writeln!(out, "   {line}");
         }
+        let t = &self.trained;
+        let loss = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
+        let _ = writeln!(out, "4. train: tiny GPT-2 (random start, flex backend), {} steps", t.step);
+        let _ = writeln!(out, "   run: {}", t.run.display());
+        let _ = writeln!(
+            out,
+            "   train loss {}, val loss {} (an untrained model: ln 50257 = 10.825 nats)",
+            loss(t.train_loss),
+            loss(t.val_loss)
+        );
+        let _ = writeln!(out, "   loss chart: {}", self.loss_chart.display());
+        if let Some(dir) = &t.checkpoint {
+            let _ = writeln!(out, "   checkpoint: {}", dir.display());
+        }
+        let _ = writeln!(out, "   sample: {}", self.sample.lines().next().unwrap_or_default());
         out
     }
 }
@@ -167,6 +229,12 @@ mod tests {
         assert_eq!(counts.kept, report.dump.helpful);
         assert!(report.prepared.manifest.shards.iter().any(|s| s.format == "tokens" && s.tokens.unwrap() > 0));
         assert!(text.contains("3. prepare"), "{text}");
+        // The train stage learned something and left a loadable checkpoint and a chart.
+        let t = &report.trained;
+        assert_eq!(t.step, train_config().steps);
+        assert!(t.val_loss.unwrap() < 8.0, "{text}");
+        assert!(report.sample.starts_with("<|startoftext|> 5|||"), "{}", report.sample);
+        assert!(report.loss_chart.exists() && t.checkpoint.as_ref().unwrap().join("model.safetensors").exists());
         let again = run(&config).unwrap();
         assert_eq!(again.dump.bytes, report.dump.bytes);
         assert_eq!(again.prepared.manifest.shards, report.prepared.manifest.shards);

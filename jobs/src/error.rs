@@ -6,6 +6,8 @@ use thiserror::Error;
 pub enum Error {
     #[error(transparent)]
     Pipeline(#[from] revgen_pipeline::Error),
+    #[error(transparent)]
+    Trainer(#[from] revgen_trainer::Error),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

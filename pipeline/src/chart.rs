@@ -1,5 +1,5 @@
-//! `--chart FILE.png|svg`: average review length by star rating, all reviews next to helpful ones, as grouped bars
-//! (plotters). The font is compiled in (DejaVu Sans), so charts draw the same on machines without fonts.
+//! Charts (plotters): `stats --chart FILE.png|svg`, average review length by star rating, all reviews next to
+//! helpful ones, as grouped bars; and `revgen plot`, a training run's loss curves as lines. The font is compiled in (DejaVu Sans), so charts draw the same on machines without fonts.
 
 use std::path::Path;
 use std::sync::Once;
@@ -18,6 +18,36 @@ const HELPFUL: RGBColor = RGBColor(0xdd, 0x84, 0x52);
 
 /// Draws the chart to `path`; the extension picks PNG or SVG. The file appears complete or not at all.
 pub fn draw_lengths(rows: &[StatsRow], title: &str, path: &Path) -> Result<()> {
+    save(
+        path,
+        |tmp| draw(BitMapBackend::new(tmp, SIZE).into_drawing_area(), rows, title),
+        |tmp| draw(SVGBackend::new(tmp, SIZE).into_drawing_area(), rows, title),
+    )
+}
+
+/// A named line of (x, y) points.
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Draws `series` as lines (a marker on each point of short series), such as a run's train and val loss by step.
+/// The extension of `path` picks PNG or SVG; the file appears complete or not at all.
+pub fn draw_lines(series: &[Series], title: &str, x_desc: &str, y_desc: &str, path: &Path) -> Result<()> {
+    let labels = Labels { title, x_desc, y_desc };
+    save(
+        path,
+        |tmp| draw_series(BitMapBackend::new(tmp, SIZE).into_drawing_area(), series, &labels),
+        |tmp| draw_series(SVGBackend::new(tmp, SIZE).into_drawing_area(), series, &labels),
+    )
+}
+
+/// Runs the PNG or SVG drawing (chosen by the extension) into a temporary file beside `path`, then renames it.
+fn save(
+    path: &Path,
+    png: impl FnOnce(&Path) -> Result<(), String>,
+    svg: impl FnOnce(&Path) -> Result<(), String>,
+) -> Result<()> {
     static REGISTER: Once = Once::new();
     REGISTER.call_once(|| {
         // The bytes are a valid font compiled in; a failure here would be a build error in disguise.
@@ -32,8 +62,8 @@ pub fn draw_lengths(rows: &[StatsRow], title: &str, path: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
     }
     let drawn = match extension.as_str() {
-        "png" => draw(BitMapBackend::new(&tmp, SIZE).into_drawing_area(), rows, title),
-        "svg" => draw(SVGBackend::new(&tmp, SIZE).into_drawing_area(), rows, title),
+        "png" => png(&tmp),
+        "svg" => svg(&tmp),
         other => return Err(chart_err(format!("unknown chart type {other:?}: use .png or .svg"))),
     };
     let result = drawn.map_err(chart_err).and_then(|()| std::fs::rename(&tmp, path).map_err(Error::io(path)));
@@ -41,6 +71,69 @@ pub fn draw_lengths(rows: &[StatsRow], title: &str, path: &Path) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+struct Labels<'a> {
+    title: &'a str,
+    x_desc: &'a str,
+    y_desc: &'a str,
+}
+
+const LINE_COLORS: [RGBColor; 4] = [ALL, HELPFUL, RGBColor(0x55, 0xa8, 0x68), RGBColor(0xc4, 0x4e, 0x52)];
+
+fn draw_series<DB: DrawingBackend>(area: DrawingArea<DB, Shift>, series: &[Series], labels: &Labels) -> Result<(), String>
+where
+    DB::ErrorType: 'static,
+{
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    let points = || series.iter().flat_map(|s| s.points.iter()).filter(|p| p.0.is_finite() && p.1.is_finite());
+    if points().next().is_none() {
+        return Err("nothing to draw: no points".to_owned());
+    }
+    let (x0, x1) = points().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (y0, y1) = points().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let pad = ((y1 - y0) * 0.05).max(1e-3);
+    let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
+
+    area.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&area)
+        .caption(labels.title, ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(labels.x_desc)
+        .y_desc(labels.y_desc)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.2}"))
+        .label_style(("sans-serif", 15))
+        .draw()
+        .map_err(err)?;
+    for (i, s) in series.iter().enumerate() {
+        let color = LINE_COLORS[i % LINE_COLORS.len()];
+        let line = s.points.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite());
+        // A plain path element: plotters' LineSeries needs a feature this workspace does not build.
+        chart
+            .draw_series(std::iter::once(PathElement::new(line.clone().collect::<Vec<_>>(), color.stroke_width(2))))
+            .map_err(err)?
+            .label(s.name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+        if s.points.len() <= 50 {
+            chart.draw_series(line.map(|p| Circle::new(p, 3, color.filled()))).map_err(err)?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.3))
+        .label_font(("sans-serif", 15))
+        .draw()
+        .map_err(err)?;
+    area.present().map_err(err)
 }
 
 fn draw<DB: DrawingBackend>(area: DrawingArea<DB, Shift>, rows: &[StatsRow], title: &str) -> Result<(), String>
@@ -137,5 +230,19 @@ mod tests {
         let err = draw_lengths(&rows(), "x", &dir.path().join("x.gif")).unwrap_err().to_string();
         assert!(err.contains("x.gif"), "{err}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "no temporaries left");
+    }
+
+    #[test]
+    fn draws_loss_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let svg = dir.path().join("loss.svg");
+        let train = Series { name: "train".into(), points: (1..=40).map(|s| (s as f64, 5.0 / s as f64)).collect() };
+        let val = Series { name: "val".into(), points: vec![(10.0, 0.9), (20.0, 0.5), (40.0, 0.4)] };
+        draw_lines(&[train, val], "Loss", "step", "loss (nats)", &svg).unwrap();
+        let text = std::fs::read_to_string(&svg).unwrap();
+        assert!(text.contains("<polyline") && text.contains("val") && text.contains("step"), "{text}");
+        let empty = Series { name: "train".into(), points: Vec::new() };
+        let err = draw_lines(&[empty], "Loss", "step", "loss", &dir.path().join("e.png")).unwrap_err().to_string();
+        assert!(err.contains("e.png") && err.contains("no points"), "{err}");
     }
 }

@@ -7,3 +7,4 @@ mod prepare;
 mod stats;
 mod support;
 mod synth;
+mod train;

@@ -73,8 +73,8 @@ impl Dataset {
         })?;
         let manifest: ManifestShards =
             serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), source })?;
-        let tokenized = manifest.shards.iter().any(|s| s.format == "bin");
-        let wanted = if tokenized { "bin" } else { "text" };
+        let tokenized = manifest.shards.iter().any(|s| s.format == "tokens");
+        let wanted = if tokenized { "tokens" } else { "text" };
         let mut dataset = Dataset { dir: dir.to_owned(), train: Vec::new(), val: Vec::new() };
         for entry in manifest.shards.iter().filter(|s| s.format == wanted) {
             let shard_path = dir.join(&entry.file);
@@ -424,7 +424,7 @@ mod tests {
         assert!(err.contains("manifest.json") && err.contains("revgen prepare"), "{err}");
         std::fs::write(
             dir.path().join(MANIFEST),
-            r#"{"shards": [{"file": "train-00000-of-00001.bin", "split": "train", "format": "bin"}]}"#,
+            r#"{"shards": [{"file": "train-00000-of-00001.bin", "split": "train", "format": "tokens"}]}"#,
         )
         .unwrap();
         let err = Dataset::open(dir.path()).unwrap_err().to_string();

@@ -9,6 +9,7 @@ mod error;
 pub mod hub;
 pub mod model;
 pub mod parity;
+pub mod progress;
 pub mod sample;
 pub mod schedule;
 pub mod score;

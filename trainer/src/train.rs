@@ -712,8 +712,8 @@ mod run_tests {
         write("train-00000-of-00001.bin", 5000);
         write("val-00000-of-00001.bin", 400);
         let manifest = r#"{"shards": [
-            {"file": "train-00000-of-00001.bin", "split": "train", "format": "bin"},
-            {"file": "val-00000-of-00001.bin", "split": "val", "format": "bin"}]}"#;
+            {"file": "train-00000-of-00001.bin", "split": "train", "format": "tokens"},
+            {"file": "val-00000-of-00001.bin", "split": "val", "format": "tokens"}]}"#;
         std::fs::write(dir.path().join(crate::data::MANIFEST), manifest).unwrap();
         dir
     }
