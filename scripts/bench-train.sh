@@ -48,29 +48,34 @@ print(f"{sum(tokens) / seconds:.1f} {int(sys.argv[2]) / 1024:.0f}")
 EOF
 }
 
-# pytorch NAME D LAYERS HEADS POSITIONS BATCH SEQ STEPS: prints "tokens/s peak-RSS-MB"
+# pytorch NAME D LAYERS HEADS POSITIONS BATCH SEQ STEPS [ENV…]: prints "tokens/s peak-RSS-MB"
 pytorch() {
     local name=$1
     shift
     echo "running pytorch $name..." >&2
-    "$python" scripts/bench/train_pytorch.py "$@" "$threads" "$shard" >"$tmp/$name.json"
+    env "${@:9}" "$python" scripts/bench/train_pytorch.py "${@:1:8}" "$threads" "$shard" >"$tmp/$name.json"
     "$python" -c "import json; r = json.load(open('$tmp/$name.json')); print(f\"{r['tokens_per_s']:.1f} {r['peak_rss_mb']:.0f}\")"
 }
 
 read -r tiny_tch tiny_tch_rss <<<"$(revgen tiny-tch tch tiny 4 128 "$tiny_steps")"
 read -r tiny_flex tiny_flex_rss <<<"$(revgen tiny-flex flex tiny 4 128 "$tiny_steps")"
-read -r tiny_pt tiny_pt_rss <<<"$(pytorch tiny-pt 64 2 4 256 4 128 "$tiny_steps")"
+# revgen sets these glibc malloc options itself (trainer/src/train.rs, keep_freed_memory); PyTorch runs with its
+# defaults and again with the same options.
+malloc=(MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647 MALLOC_TOP_PAD_=268435456)
+read -r tiny_pt tiny_pt_rss <<<"$(pytorch tiny-pt 64 2 4 256 4 128 "$tiny_steps" X=1)"
+read -r tiny_ptm tiny_ptm_rss <<<"$(pytorch tiny-ptm 64 2 4 256 4 128 "$tiny_steps" "${malloc[@]}")"
 read -r gpt2_tch gpt2_tch_rss <<<"$(revgen gpt2-tch tch gpt2 1 128 "$gpt2_steps")"
 read -r gpt2_flex gpt2_flex_rss <<<"$(revgen gpt2-flex flex gpt2 1 128 "$gpt2_steps")"
-read -r gpt2_pt gpt2_pt_rss <<<"$(pytorch gpt2-pt 768 12 12 1024 1 128 "$gpt2_steps")"
+read -r gpt2_pt gpt2_pt_rss <<<"$(pytorch gpt2-pt 768 12 12 1024 1 128 "$gpt2_steps" X=1)"
+read -r gpt2_ptm gpt2_ptm_rss <<<"$(pytorch gpt2-ptm 768 12 12 1024 1 128 "$gpt2_steps" "${malloc[@]}")"
 
 ratio() { "$python" -c "print(f'{$1 / $2:.2f}×')"; }
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 report=$(cat <<EOF
-| model | batch × seq | revgen tch tok/s | revgen flex tok/s | PyTorch eager tok/s | tch / PyTorch | flex / PyTorch | peak RSS tch / flex / PyTorch |
+| model | batch × seq | revgen tch tok/s | revgen flex tok/s | PyTorch eager tok/s (default malloc / revgen's malloc options) | tch / PyTorch | flex / PyTorch | peak RSS tch / flex / PyTorch (both) |
 |---|---|---|---|---|---|---|---|
-| tiny (64 d, 2 layers, vocab 50,257) | 4 × 128 | $tiny_tch | $tiny_flex | $tiny_pt | $(ratio "$tiny_tch" "$tiny_pt") | $(ratio "$tiny_flex" "$tiny_pt") | $tiny_tch_rss / $tiny_flex_rss / $tiny_pt_rss MB |
-| 124M (GPT-2 small's shape) | 1 × 128 | $gpt2_tch | $gpt2_flex | $gpt2_pt | $(ratio "$gpt2_tch" "$gpt2_pt") | $(ratio "$gpt2_flex" "$gpt2_pt") | $gpt2_tch_rss / $gpt2_flex_rss / $gpt2_pt_rss MB |
+| tiny (64 d, 2 layers, vocab 50,257) | 4 × 128 | $tiny_tch | $tiny_flex | $tiny_pt / $tiny_ptm | $(ratio "$tiny_tch" "$tiny_pt") / $(ratio "$tiny_tch" "$tiny_ptm") | $(ratio "$tiny_flex" "$tiny_pt") / $(ratio "$tiny_flex" "$tiny_ptm") | $tiny_tch_rss / $tiny_flex_rss / $tiny_pt_rss, $tiny_ptm_rss MB |
+| 124M (GPT-2 small's shape) | 1 × 128 | $gpt2_tch | $gpt2_flex | $gpt2_pt / $gpt2_ptm | $(ratio "$gpt2_tch" "$gpt2_pt") / $(ratio "$gpt2_tch" "$gpt2_ptm") | $(ratio "$gpt2_flex" "$gpt2_pt") / $(ratio "$gpt2_flex" "$gpt2_ptm") | $gpt2_tch_rss / $gpt2_flex_rss / $gpt2_pt_rss, $gpt2_ptm_rss MB |
 
 $threads threads ($cpu), f32, AdamW + global-norm clipping, grad-accum 1; tokens/s over the steps after the
 first 3 ($tiny_steps and $gpt2_steps steps in all); $(date -u +%Y-%m-%d), torch $("$python" -c 'import torch; print(torch.__version__)').
