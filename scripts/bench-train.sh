@@ -53,7 +53,8 @@ pytorch() {
     local name=$1
     shift
     echo "running pytorch $name..." >&2
-    env "${@:9}" "$python" scripts/bench/train_pytorch.py "${@:1:8}" "$threads" "$shard" >"$tmp/$name.json"
+    env "${@:8}" "$python" scripts/bench/train_pytorch.py "${@:1:7}" "$threads" "$shard" >"$tmp/$name.json" ||
+        exit 1
     "$python" -c "import json; r = json.load(open('$tmp/$name.json')); print(f\"{r['tokens_per_s']:.1f} {r['peak_rss_mb']:.0f}\")"
 }
 

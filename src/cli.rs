@@ -355,18 +355,27 @@ mod tests {
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// A directory written by `revgen prepare` (manifest.json + shards). Uses the .bin shards when it has them.
+    /// A directory or object-store prefix (s3://, gs://, az://) written by `revgen prepare` (manifest.json +
+    /// shards). Uses the .bin shards when it has them. Remote shards are downloaded once into $REVGEN_CACHE.
     #[arg(long)]
-    pub data: PathBuf,
+    pub data: String,
     /// Model to start from: an HF model directory or a preset (tiny, gpt2, gpt2-medium, gpt2-large, gpt2-xl).
     #[arg(long, default_value = "gpt2")]
     pub model: String,
     /// Start from GPT-2's random initialisation instead of the pretrained weights.
     #[arg(long)]
     pub from_scratch: bool,
-    /// Run directory: checkpoints/, samples/, metrics.jsonl, train.json.
+    /// Run directory or object-store prefix: checkpoints/, samples/, metrics.jsonl, train.json. A remote run is
+    /// kept in $REVGEN_CACHE and uploaded after every checkpoint.
     #[arg(long)]
-    pub out: PathBuf,
+    pub out: String,
+    /// S3-compatible endpoint for s3:// data or output, such as http://127.0.0.1:9000. Credentials come from
+    /// AWS_* variables.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// S3 region (else AWS_REGION).
+    #[arg(long)]
+    pub region: Option<String>,
     /// Optimizer updates in total (a resumed run continues to this count).
     #[arg(long, default_value_t = 2048)]
     pub steps: u64,

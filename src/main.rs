@@ -15,6 +15,7 @@ use revgen_pipeline::prepare::{PrepareJob, Tokenize};
 use revgen_pipeline::progress::Progress;
 use revgen_pipeline::quarantine::RowLog;
 use revgen_pipeline::query::{Params, Reviews};
+use revgen_pipeline::source::StoreOptions;
 use revgen_pipeline::stats::StatsConfig;
 use revgen_trainer::backend::Backend;
 use revgen_pipeline::chart::Series;
@@ -132,7 +133,9 @@ fn train(args: cli::TrainArgs) -> anyhow::Result<()> {
     let resume: Resume = args.resume.parse()?;
     revgen_trainer::train::install_interrupt_handler();
     let mut progress = TrainProgress::new();
-    let report = revgen_trainer::train::train(&config, &args.data, &args.out, &resume, &mut |e| progress.event(e))?;
+    let store = StoreOptions { endpoint: args.endpoint.clone(), region: args.region.clone(), no_sign_request: false };
+    let report =
+        revgen_jobs::training::run(&config, &args.data, &args.out, &resume, &store, &mut |e| progress.event(e))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

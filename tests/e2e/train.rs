@@ -264,3 +264,64 @@ fn bad_training_input_names_what_is_wrong() {
     let e = err(&["--model", "tiny"], &data);
     assert!(e.contains("train-00001-of-00002.bin") && e.contains("missing"), "{e}");
 }
+
+/// Data and run directory on the S3 test server (moto_server, started by scripts/test.sh); the run resumes on a
+/// "fresh machine" (an empty local cache) from the checkpoint in the bucket.
+#[test]
+fn trains_from_and_to_s3_and_resumes_from_the_bucket() {
+    let endpoint = std::env::var("REVGEN_TEST_S3_ENDPOINT")
+        .expect("REVGEN_TEST_S3_ENDPOINT is not set: run the tests through scripts/test.sh, which starts moto_server");
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = format!("revgen-train-{}", std::process::id());
+    ureq::Agent::new_with_defaults().put(&format!("{endpoint}/{bucket}")).send_empty().expect("create bucket");
+    let dump = dir.path().join("amazon_reviews_us_Toys_v1_00.tsv.gz");
+    run_ok(revgen(dir.path(), &["synth", "--rows", "1500", "--seed", "4", "--out"]).arg(&dump));
+    let data = format!("s3://{bucket}/data");
+    let prepare = ["prepare", "--shards", "2", "--tokenize", "--endpoint", &endpoint, "-o", &data, "-i"];
+    run_ok(revgen(dir.path(), &prepare).arg(&dump));
+
+    let run = format!("s3://{bucket}/run");
+    let train = |cache: &str, steps: &str| {
+        let args = [
+            "train", "--backend", backend(), "--model", "tiny", "--data", &data, "--out", &run, "--endpoint",
+            &endpoint, "--steps", steps, "--seq-len", "32", "--batch-size", "2", "--grad-accum", "1",
+            "--sample-every", "3", "--sample-length", "5", "--val-every", "3", "--val-batches", "2", "--save-every",
+            "3", "--keep", "1",
+        ];
+        let out = revgen(dir.path(), &args).env("REVGEN_CACHE", dir.path().join(cache)).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    train("cache-1", "6");
+
+    let url = url::Url::parse(&format!("s3://{bucket}/")).unwrap();
+    let options = revgen_pipeline::source::StoreOptions { endpoint: Some(endpoint.clone()), ..Default::default() };
+    let (_, store) = revgen_pipeline::source::open_store(&url, &options, &run).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let list = || -> Vec<String> {
+        use futures::TryStreamExt;
+        let prefix = object_store::path::Path::from("run");
+        let objects: Vec<_> = runtime.block_on(store.list(Some(&prefix)).try_collect()).unwrap();
+        objects.into_iter().map(|o| o.location.to_string()).collect()
+    };
+    let get = |key: &str| -> String {
+        use object_store::ObjectStoreExt;
+        let key = object_store::path::Path::from(key);
+        let bytes = runtime.block_on(async { store.get(&key).await?.bytes().await }).unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    };
+    let objects = list();
+    for key in ["run/checkpoints/step-000006/state.json", "run/checkpoints/step-000006/model.safetensors",
+        "run/checkpoints/best/optimizer.bpk", "run/samples/step-6.txt", "run/train.json"]
+    {
+        assert!(objects.iter().any(|o| o == key), "{key} not in {objects:?}");
+    }
+    assert!(!objects.iter().any(|o| o.contains("step-000003")), "--keep 1: step 3 is pruned remotely too");
+    assert_eq!(get("run/metrics.jsonl").lines().count(), 6);
+
+    // A new machine: nothing cached locally; the run continues from the bucket's step 6.
+    let log = train("cache-2", "9");
+    assert!(log.contains("at step 6"), "{log}");
+    assert_eq!(get("run/metrics.jsonl").lines().count(), 9);
+    assert!(list().iter().any(|o| o == "run/checkpoints/step-000009/state.json"));
+}

@@ -1,0 +1,236 @@
+//! `revgen train` with its data or its run directory in object storage (`s3://`, `gs://`, `az://`).
+//!
+//! The trainer reads and writes local directories. For a remote `--data`, the manifest and the shards the trainer
+//! reads (the `.bin` shards when there are any, else the text shards) are downloaded once into a local cache
+//! (`$REVGEN_CACHE/train-cache/…`; files already there with the same size are kept). For a remote `--out`, the run
+//! is kept in a local directory of that cache and mirrored to the prefix: before training, the prefix's complete
+//! checkpoints, metrics and samples are downloaded, so `--resume latest` works on a fresh machine (a Kubernetes
+//! pod); after every checkpoint, new and changed files are uploaded and pruned checkpoints deleted. Each object
+//! upload is atomic, and a checkpoint's `state.json` goes last (and is deleted first when a checkpoint of that name
+//! is replaced, as `best` is), so a checkpoint counts as complete remotely only when it is.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use revgen_pipeline::source::{self, StoreOptions};
+use revgen_trainer::checkpoint::{CHECKPOINTS, STATE_FILE};
+use revgen_trainer::data::MANIFEST;
+use revgen_trainer::train::{self, Event, Resume, TrainConfig, TrainReport};
+use url::Url;
+
+use crate::{Error, Result};
+
+/// Whether `spec` names object storage rather than a local path.
+pub fn is_remote(spec: &str) -> bool {
+    spec.contains("://") && !spec.starts_with("file://")
+}
+
+/// Trains with `data` and `out` local paths or object-storage URLs.
+pub fn run(
+    config: &TrainConfig,
+    data: &str,
+    out: &str,
+    resume: &Resume,
+    options: &StoreOptions,
+    observe: &mut dyn FnMut(Event),
+) -> Result<TrainReport> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io { path: PathBuf::from(out), source })?;
+    let data_dir = if is_remote(data) {
+        let mirror = Mirror::open(data, options, "data")?;
+        let n = runtime.block_on(mirror.pull_data())?;
+        observe(Event::Note(format!("{data}: {n} files downloaded to {}", mirror.local.display())));
+        mirror.local
+    } else {
+        PathBuf::from(data.strip_prefix("file://").unwrap_or(data))
+    };
+    if !is_remote(out) {
+        let run = PathBuf::from(out.strip_prefix("file://").unwrap_or(out));
+        return Ok(train::train(config, &data_dir, &run, resume, observe)?);
+    }
+    let mut mirror = Mirror::open(out, options, "runs")?;
+    if *resume == Resume::Fresh {
+        runtime.block_on(mirror.delete_all())?;
+        if mirror.local.exists() {
+            std::fs::remove_dir_all(&mirror.local).map_err(|source| Error::Io { path: mirror.local.clone(), source })?;
+        }
+    } else {
+        runtime.block_on(mirror.pull_run())?;
+    }
+    let mut push_error: Option<Error> = None;
+    let report = train::train(config, &data_dir, &mirror.local.clone(), resume, &mut |event| {
+        let saved = matches!(event, Event::Saved { .. });
+        observe(event);
+        if saved && push_error.is_none() {
+            push_error = runtime.block_on(mirror.push_run()).err();
+        }
+    });
+    // Upload what the run has even when it failed, then report the first error.
+    let pushed = runtime.block_on(mirror.push_run());
+    let report = report?;
+    if let Some(e) = push_error {
+        return Err(e);
+    }
+    pushed?;
+    Ok(TrainReport { run: PathBuf::from(out), ..report })
+}
+
+/// A prefix in object storage and its local copy.
+struct Mirror {
+    url: String,
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    local: PathBuf,
+    /// Size and modification time of each file as last uploaded, by name relative to `local`.
+    pushed: BTreeMap<String, (u64, std::time::SystemTime)>,
+}
+
+impl Mirror {
+    fn open(spec: &str, options: &StoreOptions, kind: &str) -> Result<Self> {
+        let invalid = |reason: String| revgen_pipeline::Error::InvalidInput { spec: spec.to_owned(), reason };
+        let url = Url::parse(spec).map_err(|e| invalid(e.to_string()))?;
+        let (_, store) = source::open_store(&url, options, spec)?;
+        let prefix = ObjectPath::from_url_path(url.path()).map_err(|e| invalid(e.to_string()))?;
+        let name: String = spec.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        let cache = std::env::var_os("REVGEN_CACHE")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache/revgen")))
+            .unwrap_or_else(std::env::temp_dir);
+        let local = cache.join("train-cache").join(kind).join(name);
+        Ok(Mirror { url: spec.to_owned(), store, prefix, local, pushed: BTreeMap::new() })
+    }
+
+    fn key(&self, name: &str) -> ObjectPath {
+        ObjectPath::from(format!("{}/{name}", self.prefix))
+    }
+
+    fn error(&self, name: &str, source: object_store::Error) -> Error {
+        Error::Pipeline(revgen_pipeline::Error::ObjectStore { url: format!("{}/{name}", self.url), source })
+    }
+
+    /// Objects under the prefix: name relative to it → size.
+    async fn list(&self) -> Result<BTreeMap<String, u64>> {
+        let objects: Vec<_> =
+            self.store.list(Some(&self.prefix)).try_collect().await.map_err(|e| self.error("", e))?;
+        let base = format!("{}/", self.prefix);
+        Ok(objects
+            .into_iter()
+            .filter_map(|o| Some((o.location.as_ref().strip_prefix(&base)?.to_owned(), o.size)))
+            .collect())
+    }
+
+    /// Downloads `name` unless the local copy has the same size.
+    async fn download(&self, name: &str, size: u64) -> Result<bool> {
+        let path = self.local.join(name);
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == size) {
+            return Ok(false);
+        }
+        let io = |source| Error::Io { path: path.clone(), source };
+        let bytes = self.store.get(&self.key(name)).await.map_err(|e| self.error(name, e))?.bytes().await;
+        let bytes = bytes.map_err(|e| self.error(name, e))?;
+        std::fs::create_dir_all(path.parent().expect("under the mirror")).map_err(io)?;
+        revgen_trainer::weights::write_atomic(&path, &bytes)?;
+        Ok(true)
+    }
+
+    /// The manifest and the shards the trainer will read. Returns the number of files downloaded.
+    async fn pull_data(&self) -> Result<usize> {
+        let objects = self.list().await?;
+        let Some(&size) = objects.get(MANIFEST) else {
+            return Err(Error::Trainer(revgen_trainer::Error::Data {
+                path: PathBuf::from(format!("{}/{MANIFEST}", self.url)),
+                reason: "not found: --data must be a prefix written by `revgen prepare`".to_owned(),
+            }));
+        };
+        let mut n = usize::from(self.download(MANIFEST, size).await?);
+        let tokenized = objects.keys().any(|name| name.ends_with(".bin"));
+        let wanted = if tokenized { ".bin" } else { ".txt" };
+        for (name, size) in objects.iter().filter(|(name, _)| name.ends_with(wanted) && !name.contains('/')) {
+            n += usize::from(self.download(name, *size).await?);
+        }
+        Ok(n)
+    }
+
+    /// The run's files, leaving out checkpoints without a `state.json` (an upload cut short).
+    async fn pull_run(&mut self) -> Result<()> {
+        let objects = self.list().await?;
+        let complete: BTreeSet<&str> = objects
+            .keys()
+            .filter_map(|name| name.strip_prefix(&format!("{CHECKPOINTS}/"))?.strip_suffix(&format!("/{STATE_FILE}")))
+            .collect();
+        for (name, size) in &objects {
+            let checkpoint = name.strip_prefix(&format!("{CHECKPOINTS}/")).and_then(|rest| rest.split('/').next());
+            if checkpoint.is_none_or(|c| complete.contains(c)) {
+                self.download(name, *size).await?;
+            }
+        }
+        self.pushed = local_files(&self.local)?;
+        Ok(())
+    }
+
+    /// Uploads new and changed files (a checkpoint's `state.json` last) and deletes remote checkpoint files that
+    /// are gone locally.
+    async fn push_run(&mut self) -> Result<()> {
+        let files = local_files(&self.local)?;
+        let changed: Vec<&String> = files.iter().filter(|(n, v)| self.pushed.get(*n) != Some(v)).map(|(n, _)| n).collect();
+        let (states, others): (Vec<&String>, Vec<&String>) =
+            changed.into_iter().partition(|n| n.starts_with(CHECKPOINTS) && n.ends_with(STATE_FILE));
+        for state in &states {
+            // A replaced checkpoint (`best`) is incomplete remotely while its other files change.
+            let _ = self.store.delete(&self.key(state)).await;
+        }
+        for name in others.into_iter().chain(states) {
+            let path = self.local.join(name);
+            let bytes = std::fs::read(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+            self.store.put(&self.key(name), PutPayload::from(bytes)).await.map_err(|e| self.error(name, e))?;
+        }
+        for name in self.list().await?.keys().filter(|n| n.starts_with(CHECKPOINTS) && !files.contains_key(*n)) {
+            self.store.delete(&self.key(name)).await.map_err(|e| self.error(name, e))?;
+        }
+        self.pushed = files;
+        Ok(())
+    }
+
+    /// `--resume fresh`: removes the run's objects.
+    async fn delete_all(&self) -> Result<()> {
+        for name in self.list().await?.keys() {
+            self.store.delete(&self.key(name)).await.map_err(|e| self.error(name, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Files under `dir` (relative names with `/`), with size and modification time; hidden entries (partial
+/// checkpoints, temporaries) are left out.
+fn local_files(dir: &Path) -> Result<BTreeMap<String, (u64, std::time::SystemTime)>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(at) = stack.pop() {
+        let entries = match std::fs::read_dir(&at) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(Error::Io { path: at, source }),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|source| Error::Io { path: at.clone(), source })?;
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let meta = entry.metadata().map_err(|source| Error::Io { path: entry.path(), source })?;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                let name = entry.path().strip_prefix(dir).expect("under dir").to_string_lossy().replace('\\', "/");
+                out.insert(name, (meta.len(), meta.modified().map_err(|source| Error::Io { path: entry.path(), source })?));
+            }
+        }
+    }
+    Ok(out)
+}
