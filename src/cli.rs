@@ -274,13 +274,16 @@ pub struct DemoArgs {
     /// Rows in the synthetic dump.
     #[arg(long, default_value_t = 20_000)]
     pub rows: u64,
+    /// Training steps of the demo's tiny GPT-2.
+    #[arg(long, default_value_t = 200)]
+    pub train_steps: u64,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
 }
 
 impl From<DemoArgs> for DemoConfig {
     fn from(a: DemoArgs) -> Self {
-        DemoConfig { dir: a.dir, rows: a.rows, seed: a.seed }
+        DemoConfig { dir: a.dir, rows: a.rows, seed: a.seed, train_steps: a.train_steps }
     }
 }
 

@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use revgen_jobs::tokens::Gpt2Tokens;
+use revgen_pipeline::chart::Series;
 use revgen_pipeline::prepare::{PrepareJob, Tokenize};
 use revgen_pipeline::progress::Progress;
 use revgen_pipeline::quarantine::RowLog;
@@ -18,7 +19,6 @@ use revgen_pipeline::query::{Params, Reviews};
 use revgen_pipeline::source::StoreOptions;
 use revgen_pipeline::stats::StatsConfig;
 use revgen_trainer::backend::Backend;
-use revgen_pipeline::chart::Series;
 use revgen_trainer::hub::ModelSource;
 use revgen_trainer::progress::TrainProgress;
 use revgen_trainer::train::{Resume, StepMetrics};

@@ -26,8 +26,8 @@ use revgen_pipeline::stats::{self, StatsConfig, StatsReport};
 use revgen_pipeline::synth::{self, MEAN_CHARS_ALL, MEAN_CHARS_HELPFUL, STAR_COUNTS, SynthConfig, SynthSummary};
 
 use revgen_pipeline::chart::Series;
-use revgen_trainer::train::{self, Resume, TrainConfig, TrainReport};
 use revgen_trainer::schedule::Schedule;
+use revgen_trainer::train::{self, Resume, TrainConfig, TrainReport};
 
 use crate::tokens::Gpt2Tokens;
 use crate::{Error, Result};
@@ -40,6 +40,8 @@ pub struct DemoConfig {
     /// Rows of the synthetic dump.
     pub rows: u64,
     pub seed: u64,
+    /// Steps of the training stage.
+    pub train_steps: u64,
 }
 
 /// What the demo made.
@@ -57,11 +59,11 @@ pub struct DemoReport {
     pub loss_chart: PathBuf,
 }
 
-/// The demo's training run: the `tiny` preset from its random start, sized to take about a minute on 2 cores.
-pub fn train_config() -> TrainConfig {
+/// The demo's training run: the `tiny` preset from its random start; 200 steps take about a minute on 2 cores.
+pub fn train_config(steps: u64) -> TrainConfig {
     TrainConfig {
         model: "tiny".to_owned(),
-        steps: 200,
+        steps,
         batch_size: 4,
         grad_accum: 1,
         seq_len: 64,
@@ -70,7 +72,7 @@ pub fn train_config() -> TrainConfig {
         warmup: 20,
         min_lr: 3e-4,
         weight_decay: 0.1,
-        sample_every: 200,
+        sample_every: steps,
         sample_length: 60,
         val_every: 50,
         val_batches: 8,
@@ -113,7 +115,7 @@ pub fn run(config: &DemoConfig) -> Result<DemoReport> {
 
     let run = config.dir.join("run");
     let data = config.dir.join("prepared");
-    let trained = train::train(&train_config(), &data, &run, &Resume::Fresh, &mut |_| {})?;
+    let trained = train::train(&train_config(config.train_steps), &data, &run, &Resume::Fresh, &mut |_| {})?;
     let sample_path = run.join(train::SAMPLES_DIR).join(format!("step-{}.txt", trained.step));
     let sample = fs::read_to_string(&sample_path).map_err(|source| Error::Io { path: sample_path, source })?;
     let metrics = train::read_metrics(&run)?;
@@ -211,7 +213,7 @@ mod tests {
     #[test]
     fn demo_writes_the_dump_and_reports_it() {
         let dir = tempfile::tempdir().unwrap();
-        let config = DemoConfig { dir: dir.path().to_owned(), rows: 2_000, seed: 3 };
+        let config = DemoConfig { dir: dir.path().to_owned(), rows: 2_000, seed: 3, train_steps: 40 };
         let report = run(&config).unwrap();
         assert_eq!(report.dump.rows, 2_000);
         assert!(report.dump.path.exists());
@@ -231,7 +233,7 @@ mod tests {
         assert!(text.contains("3. prepare"), "{text}");
         // The train stage learned something and left a loadable checkpoint and a chart.
         let t = &report.trained;
-        assert_eq!(t.step, train_config().steps);
+        assert_eq!(t.step, 40);
         assert!(t.val_loss.unwrap() < 8.0, "{text}");
         assert!(report.sample.starts_with("<|startoftext|> 5|||"), "{}", report.sample);
         assert!(report.loss_chart.exists() && t.checkpoint.as_ref().unwrap().join("model.safetensors").exists());

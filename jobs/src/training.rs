@@ -59,7 +59,8 @@ pub fn run(
     if *resume == Resume::Fresh {
         runtime.block_on(mirror.delete_all())?;
         if mirror.local.exists() {
-            std::fs::remove_dir_all(&mirror.local).map_err(|source| Error::Io { path: mirror.local.clone(), source })?;
+            std::fs::remove_dir_all(&mirror.local)
+                .map_err(|source| Error::Io { path: mirror.local.clone(), source })?;
         }
     } else {
         runtime.block_on(mirror.pull_run())?;
@@ -117,8 +118,7 @@ impl Mirror {
 
     /// Objects under the prefix: name relative to it → size.
     async fn list(&self) -> Result<BTreeMap<String, u64>> {
-        let objects: Vec<_> =
-            self.store.list(Some(&self.prefix)).try_collect().await.map_err(|e| self.error("", e))?;
+        let objects: Vec<_> = self.store.list(Some(&self.prefix)).try_collect().await.map_err(|e| self.error("", e))?;
         let base = format!("{}/", self.prefix);
         Ok(objects
             .into_iter()
@@ -179,7 +179,8 @@ impl Mirror {
     /// are gone locally.
     async fn push_run(&mut self) -> Result<()> {
         let files = local_files(&self.local)?;
-        let changed: Vec<&String> = files.iter().filter(|(n, v)| self.pushed.get(*n) != Some(v)).map(|(n, _)| n).collect();
+        let changed: Vec<&String> =
+            files.iter().filter(|(n, v)| self.pushed.get(*n) != Some(v)).map(|(n, _)| n).collect();
         let (states, others): (Vec<&String>, Vec<&String>) =
             changed.into_iter().partition(|n| n.starts_with(CHECKPOINTS) && n.ends_with(STATE_FILE));
         for state in &states {
@@ -228,7 +229,10 @@ fn local_files(dir: &Path) -> Result<BTreeMap<String, (u64, std::time::SystemTim
                 stack.push(entry.path());
             } else {
                 let name = entry.path().strip_prefix(dir).expect("under dir").to_string_lossy().replace('\\', "/");
-                out.insert(name, (meta.len(), meta.modified().map_err(|source| Error::Io { path: entry.path(), source })?));
+                out.insert(
+                    name,
+                    (meta.len(), meta.modified().map_err(|source| Error::Io { path: entry.path(), source })?),
+                );
             }
         }
     }

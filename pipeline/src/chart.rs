@@ -81,7 +81,11 @@ struct Labels<'a> {
 
 const LINE_COLORS: [RGBColor; 4] = [ALL, HELPFUL, RGBColor(0x55, 0xa8, 0x68), RGBColor(0xc4, 0x4e, 0x52)];
 
-fn draw_series<DB: DrawingBackend>(area: DrawingArea<DB, Shift>, series: &[Series], labels: &Labels) -> Result<(), String>
+fn draw_series<DB: DrawingBackend>(
+    area: DrawingArea<DB, Shift>,
+    series: &[Series],
+    labels: &Labels,
+) -> Result<(), String>
 where
     DB::ErrorType: 'static,
 {

@@ -14,9 +14,12 @@ fn help_lists_the_subcommands() {
 #[test]
 fn demo_runs_end_to_end_and_is_repeatable() {
     let dir = tempfile::tempdir().unwrap();
-    let args = ["demo", "--dir", "out", "--rows", "3000"];
+    // Fewer training steps than the default 200, to keep the suite short; training is tested in train.rs.
+    let args = ["demo", "--dir", "out", "--rows", "3000", "--train-steps", "30"];
     let first = run_ok(&mut revgen(dir.path(), &args));
     assert!(first.contains("3000 rows"), "{first}");
+    assert!(first.contains("4. train") && first.contains("sample: <|startoftext|> 5|||"), "{first}");
+    assert!(dir.path().join("out/run/checkpoints/step-000030/model.safetensors").exists());
     assert!(dir.path().join("out/dump/amazon_reviews_us_Synthetic_v1_00.tsv.gz").exists());
     // Idempotent: a second run over the same directory succeeds and reports the same thing.
     let second = run_ok(&mut revgen(dir.path(), &args));

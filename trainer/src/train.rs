@@ -718,7 +718,8 @@ mod run_tests {
     fn data_dir() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let write = |name: &str, n: usize| {
-            let ids: Vec<u16> = (0..n).map(|i| [464, 3797, 318, 922, 13, 50256][i % 6] + (i / 600 % 3) as u16).collect();
+            let ids: Vec<u16> =
+                (0..n).map(|i| [464, 3797, 318, 922, 13, 50256][i % 6] + (i / 600 % 3) as u16).collect();
             let mut header = [0i32; 256];
             header[..3].copy_from_slice(&[20240520, 1, n as i32]);
             let mut bytes: Vec<u8> = header.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -773,7 +774,8 @@ mod run_tests {
         assert_eq!(report.step, 6);
         assert_eq!(resumed_from.unwrap().1, 3);
 
-        let losses = |run: &Path| read_metrics(run).unwrap().iter().map(|m| (m.step, m.loss, m.val_loss)).collect::<Vec<_>>();
+        let losses =
+            |run: &Path| read_metrics(run).unwrap().iter().map(|m| (m.step, m.loss, m.val_loss)).collect::<Vec<_>>();
         assert_eq!(losses(straight.path()), losses(split.path()));
         let weights = |run: &Path| std::fs::read(run.join("checkpoints/step-000006").join(WEIGHTS_FILE)).unwrap();
         assert!(weights(straight.path()) == weights(split.path()), "parameters differ after resuming");
