@@ -67,8 +67,13 @@ export REVGEN_PYTHON="$REVGEN_TORCH_VENV/bin/python"
 phase "cargo test (default features)"
 cargo test --workspace --locked
 
-# No LD_LIBRARY_PATH on purpose: the binaries must find libtorch through their rpath.
+# No LD_LIBRARY_PATH on purpose: the binaries must find libtorch through their rpath. The second pass runs what
+# the backend changes: the unit tests, and the end-to-end tests of the commands that
+# compute with the model (train, score, export, tokenize, backends, demo). The pipeline's tests (stats, prepare,
+# synth, sql) do not touch the backend and ran above; repeating them here cost about 2 minutes of CI.
 phase "cargo test --features tch (LibTorch CPU)"
-cargo test --workspace --locked --features tch
+# (--workspace in both, so that features unify as in the build above and nothing is recompiled.)
+cargo test --workspace --locked --features tch --lib --bins
+cargo test --workspace --locked --features tch --test e2e -- train:: model:: cli::
 
 phase "all passed"

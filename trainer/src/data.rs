@@ -418,7 +418,7 @@ mod tests {
         std::fs::write(&path, [0u8; 1100]).unwrap();
         let shard = Shard { path: path.clone(), kind: ShardKind::Tokens, bytes: 1100 };
         let mut stream = TokenStream::open(&[shard], tokenizer(), 0, Position::default(), true);
-        let err = stream.window(2, 1).err().expect("an error").to_string();
+        let err = stream.window(2, 1).map(|_| ()).expect_err("an error").to_string();
         assert!(err.contains("x.bin") && err.contains("magic"), "{err}");
         let err = Dataset::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("manifest.json") && err.contains("revgen prepare"), "{err}");

@@ -146,6 +146,7 @@ mod tests {
             tokens_per_s: 12345.0,
             tokens: 3000,
             elapsed_s: 65.0,
+            peak_rss_mb: Some(900.0),
         };
         let line = p.step_line(&m);
         assert_eq!(line, "step 3/10 loss 3.2100 val 3.4000 | 12.3K tok/s | lr 1.00e-4 | 1m05s, ETA 7m35s");

@@ -183,6 +183,9 @@ pub struct StepMetrics {
     pub tokens_per_s: f64,
     pub tokens: u64,
     pub elapsed_s: f64,
+    /// The process's peak resident memory so far (Linux), in MB: with a GPU, the host side only.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub peak_rss_mb: Option<f64>,
 }
 
 /// How a run ended.
@@ -362,6 +365,7 @@ pub fn train(
             tokens_per_s: tokens_per_step as f64 / step_s,
             tokens: state.tokens_seen,
             elapsed_s: state.elapsed_s,
+            peak_rss_mb: peak_rss_mb(),
         };
         metrics.write(&line)?;
         observe(Event::Step(line));
@@ -658,6 +662,14 @@ impl Metrics {
         bytes.push(b'\n');
         self.file.write_all(&bytes).map_err(Error::io(&self.path))
     }
+}
+
+/// `VmHWM` of /proc/self/status, in MB.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 =
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 /// Reads a run's `metrics.jsonl`.
