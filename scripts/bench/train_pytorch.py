@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """PyTorch eager training of transformers' GPT2LMHeadModel, the baseline of scripts/bench-train.sh.
 
-    train_pytorch.py N_EMBD N_LAYER N_HEAD N_POSITIONS BATCH SEQ STEPS THREADS BIN_SHARD
+    train_pytorch.py N_EMBD N_LAYER N_HEAD N_POSITIONS BATCH SEQ STEPS THREADS BIN_SHARD [DEVICE [PRECISION]]
+
+DEVICE defaults to cpu; PRECISION is f32 (default) or bf16 (torch.autocast, PyTorch's usual mixed precision).
 
 The same step as `revgen train --grad-accum 1`: windows of SEQ + 1 tokens read in order from the llm.c `.bin`
 shard, next-token cross-entropy, backward, global-norm clipping at 1.0, AdamW (0.9, 0.999, eps 1e-8, no weight
@@ -23,12 +25,14 @@ from transformers import GPT2Config, GPT2LMHeadModel
 def main() -> None:
     d, layers, heads, positions, batch, seq, steps, threads = map(int, sys.argv[1:9])
     shard = sys.argv[9]
+    device = sys.argv[10] if len(sys.argv) > 10 else "cpu"
+    bf16 = len(sys.argv) > 11 and sys.argv[11] == "bf16"
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     tokens = np.memmap(shard, dtype=np.uint16, mode="r", offset=1024)
     config = GPT2Config(n_embd=d, n_layer=layers, n_head=heads, n_positions=positions, vocab_size=50257,
                         attn_pdrop=0.0, embd_pdrop=0.0, resid_pdrop=0.0)
-    model = GPT2LMHeadModel(config).train()
+    model = GPT2LMHeadModel(config).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     at = 0
     times = []
@@ -40,14 +44,16 @@ def main() -> None:
                 at = 0
             rows.append(torch.from_numpy(tokens[at:at + seq + 1].astype(np.int64)))
             at += seq
-        window = torch.stack(rows)
-        logits = model(window[:, :-1]).logits
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), window[:, 1:].reshape(-1))
+        window = torch.stack(rows).to(device)
+        with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
+            logits = model(window[:, :-1]).logits
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(),
+                                                     window[:, 1:].reshape(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        loss.item()
+        loss.item()  # waits for the device
         times.append(time.perf_counter() - start)
     timed = times[3:] if len(times) > 3 else times
     print(json.dumps({
@@ -55,6 +61,7 @@ def main() -> None:
         "median_step_s": statistics.median(timed),
         "steps": len(timed),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None,
         "torch": torch.__version__,
     }))
 

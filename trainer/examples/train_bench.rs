@@ -1,0 +1,80 @@
+//! Training throughput of `revgen train`'s loop on a GPU (scripts/gpu-check.sh builds it here and runs it there).
+//!
+//!     train_bench PRESET BATCH PRECISION STEPS [DEVICE]     e.g. train_bench gpt2-medium 8 bf16 20 cuda:0
+//!
+//! Writes a data directory of random GPT-2 token ids (one `.bin` shard, llm.c's layout, and a manifest) to a
+//! temporary directory, trains PRESET from its random initialisation with seq 1024 (or the preset's context, if shorter), grad-accum 1, no sampling,
+//! validation or intermediate checkpoints, and prints one JSON object: tokens/s over the steps after the first 3,
+//! and MFU against the card's dense peak given in `PEAK_TFLOPS` (989 for H100/H200 bf16; 0 = not computed).
+
+use std::io::Write;
+
+use revgen_trainer::config::Config;
+use revgen_trainer::train::{self, Precision, Resume, TrainConfig};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 5 {
+        eprintln!("usage: train_bench PRESET BATCH PRECISION STEPS [DEVICE]");
+        std::process::exit(2);
+    }
+    let (preset, batch, precision, steps) = (&args[1], args[2].parse().unwrap(), &args[3], args[4].parse().unwrap());
+    let device = args.get(5).cloned().unwrap_or_else(|| "cuda:0".to_owned());
+    let config = Config::preset(preset).expect("a preset");
+    let seq = config.n_positions.min(1024);
+    let dir = std::env::temp_dir().join(format!("revgen-train-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    write_data(&dir, 4 << 20);
+
+    let train_config = TrainConfig {
+        model: preset.clone(),
+        from_scratch: true,
+        steps,
+        batch_size: batch,
+        grad_accum: 1,
+        seq_len: seq,
+        sample_every: 0,
+        val_every: 0,
+        save_every: 0,
+        backend: "tch".to_owned(),
+        device: device.clone(),
+        precision: precision.parse::<Precision>().unwrap(),
+        ..TrainConfig::default()
+    };
+    let run = dir.join("run");
+    let report = train::train(&train_config, &dir, &run, &Resume::Fresh, &mut |_| {}).unwrap();
+    let metrics = train::read_metrics(&run).unwrap();
+    let timed = &metrics[3.min(metrics.len() - 1)..];
+    let tokens = (batch * seq * timed.len()) as f64;
+    let seconds: f64 = timed.iter().map(|m| (batch * seq) as f64 / m.tokens_per_s).sum();
+    let tokens_per_s = tokens / seconds;
+    let peak: f64 = std::env::var("PEAK_TFLOPS").ok().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    // nanoGPT's estimate: 6 N per token plus attention's 12 · layers · d · seq.
+    let flops_per_token = 6.0 * config.num_params() as f64 + 12.0 * (config.n_layer * config.n_embd * seq) as f64;
+    let mfu = if peak > 0.0 { tokens_per_s * flops_per_token / (peak * 1e12) } else { 0.0 };
+    let line = serde_json::json!({
+        "bench": "train", "preset": preset, "batch": batch, "seq": seq, "precision": precision, "device": device,
+        "steps": report.step, "tokens_per_s": tokens_per_s, "mfu": mfu, "final_loss": report.train_loss,
+        "peak_host_rss_mb": metrics.last().and_then(|m| m.peak_rss_mb),
+    });
+    println!("{line}");
+    std::io::stdout().flush().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `tokens` random ids as `train-00000-of-00001.bin`, listed by a manifest.
+fn write_data(dir: &std::path::Path, tokens: usize) {
+    let mut header = [0i32; 256];
+    header[..5].copy_from_slice(&[20240520, 1, tokens as i32, 50257, 50256]);
+    let mut bytes: Vec<u8> = header.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..tokens {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bytes.extend(((x % 50257) as u16).to_le_bytes());
+    }
+    std::fs::write(dir.join("train-00000-of-00001.bin"), bytes).unwrap();
+    let manifest = r#"{"shards": [{"file": "train-00000-of-00001.bin", "split": "train", "format": "tokens"}]}"#;
+    std::fs::write(dir.join("manifest.json"), manifest).unwrap();
+}
