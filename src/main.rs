@@ -11,7 +11,6 @@ use anyhow::Context;
 use clap::Parser;
 
 use revgen_jobs::tokens::Gpt2Tokens;
-use revgen_pipeline::chart::Series;
 use revgen_pipeline::prepare::{PrepareJob, Tokenize};
 use revgen_pipeline::progress::Progress;
 use revgen_pipeline::quarantine::RowLog;
@@ -21,7 +20,7 @@ use revgen_pipeline::stats::StatsConfig;
 use revgen_trainer::backend::Backend;
 use revgen_trainer::hub::ModelSource;
 use revgen_trainer::progress::TrainProgress;
-use revgen_trainer::train::{Resume, StepMetrics};
+use revgen_trainer::train::Resume;
 
 use crate::cli::{Cli, Command};
 
@@ -113,14 +112,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Prepare(args) => runtime()?.block_on(prepare(args))?,
         Command::Train(args) => return train(args),
         Command::Plot(args) => {
-            let metrics = revgen_trainer::train::read_metrics(&args.run)?;
-            let series = |name: &str, value: fn(&StepMetrics) -> Option<f64>| Series {
-                name: name.to_owned(),
-                points: metrics.iter().filter_map(|m| Some((m.step as f64, value(m)?))).collect(),
-            };
-            let lines = [series("train", |m| Some(m.loss)), series("val", |m| m.val_loss)];
             let title = format!("Loss of {}", args.run.display());
-            revgen_pipeline::chart::draw_lines(&lines, &title, "step", "loss (nats per token)", &args.out)?;
+            revgen_jobs::training::plot(&args.run, &args.out, &title)?;
             println!("{}", args.out.display());
         }
     }

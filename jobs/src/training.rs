@@ -1,4 +1,5 @@
-//! `revgen train` with its data or its run directory in object storage (`s3://`, `gs://`, `az://`).
+//! `revgen train` with its data or its run directory in object storage (`s3://`, `gs://`, `az://`), and
+//! `revgen plot` of a run's losses.
 //!
 //! The trainer reads and writes local directories. For a remote `--data`, the manifest and the shards the trainer
 //! reads (the `.bin` shards when there are any, else the text shards) are downloaded once into a local cache
@@ -16,10 +17,11 @@ use std::sync::Arc;
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use revgen_pipeline::chart::Series;
 use revgen_pipeline::source::{self, StoreOptions};
 use revgen_trainer::checkpoint::{CHECKPOINTS, STATE_FILE};
 use revgen_trainer::data::MANIFEST;
-use revgen_trainer::train::{self, Event, Resume, TrainConfig, TrainReport};
+use revgen_trainer::train::{self, Event, Resume, StepMetrics, TrainConfig, TrainReport};
 use url::Url;
 
 use crate::{Error, Result};
@@ -81,6 +83,18 @@ pub fn run(
     }
     pushed?;
     Ok(TrainReport { run: PathBuf::from(out), ..report })
+}
+
+/// `revgen plot`: the train and val loss by step of the run in `run` (its `metrics.jsonl`), drawn to `out`
+/// (`.png` or `.svg`).
+pub fn plot(run: &Path, out: &Path, title: &str) -> Result<()> {
+    let metrics = train::read_metrics(run)?;
+    let series = |name: &str, value: fn(&StepMetrics) -> Option<f64>| Series {
+        name: name.to_owned(),
+        points: metrics.iter().filter_map(|m| Some((m.step as f64, value(m)?))).collect(),
+    };
+    let lines = [series("train", |m| Some(m.loss)), series("val", |m| m.val_loss)];
+    Ok(revgen_pipeline::chart::draw_lines(&lines, title, "step", "loss (nats per token)", out)?)
 }
 
 /// A prefix in object storage and its local copy.
