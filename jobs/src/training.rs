@@ -16,12 +16,15 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt};
 use revgen_pipeline::chart::Series;
+use revgen_pipeline::prepare::destination::upload;
 use revgen_pipeline::source::{self, StoreOptions};
 use revgen_trainer::checkpoint::{CHECKPOINTS, STATE_FILE};
 use revgen_trainer::data::MANIFEST;
-use revgen_trainer::train::{self, Event, Resume, StepMetrics, TrainConfig, TrainReport};
+use revgen_trainer::train::{
+    self, Event, METRICS_FILE, RUN_FILE, Resume, SAMPLES_DIR, StepMetrics, TrainConfig, TrainReport,
+};
 use url::Url;
 
 use crate::{Error, Result};
@@ -59,6 +62,8 @@ pub fn run(
     }
     let mut mirror = Mirror::open(out, options, "runs")?;
     if *resume == Resume::Fresh {
+        // Bad settings must not cost the run that is there.
+        train::validate(config)?;
         runtime.block_on(mirror.delete_all())?;
         if mirror.local.exists() {
             std::fs::remove_dir_all(&mirror.local)
@@ -113,7 +118,11 @@ impl Mirror {
         let url = Url::parse(spec).map_err(|e| invalid(e.to_string()))?;
         let (_, store) = source::open_store(&url, options, spec)?;
         let prefix = ObjectPath::from_url_path(url.path()).map_err(|e| invalid(e.to_string()))?;
-        let name: String = spec.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        // Readable, plus a hash of the exact URL so that `run-1` and `run_1` never share a directory.
+        let readable: String =
+            spec.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        let hash = spec.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let name = format!("{readable}-{hash:016x}");
         let cache = std::env::var_os("REVGEN_CACHE")
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache/revgen")))
@@ -133,17 +142,18 @@ impl Mirror {
     /// Objects under the prefix: name relative to it → size.
     async fn list(&self) -> Result<BTreeMap<String, u64>> {
         let objects: Vec<_> = self.store.list(Some(&self.prefix)).try_collect().await.map_err(|e| self.error("", e))?;
-        let base = format!("{}/", self.prefix);
+        let base = if self.prefix.as_ref().is_empty() { String::new() } else { format!("{}/", self.prefix) };
         Ok(objects
             .into_iter()
             .filter_map(|o| Some((o.location.as_ref().strip_prefix(&base)?.to_owned(), o.size)))
             .collect())
     }
 
-    /// Downloads `name` unless the local copy has the same size.
-    async fn download(&self, name: &str, size: u64) -> Result<bool> {
+    /// Downloads `name`; with `size`, only when the local copy has another size (for shards, which prepare never
+    /// rewrites in place with the same size).
+    async fn download(&self, name: &str, size: Option<u64>) -> Result<bool> {
         let path = self.local.join(name);
-        if std::fs::metadata(&path).is_ok_and(|m| m.len() == size) {
+        if size.is_some_and(|size| std::fs::metadata(&path).is_ok_and(|m| m.len() == size)) {
             return Ok(false);
         }
         let io = |source| Error::Io { path: path.clone(), source };
@@ -163,27 +173,42 @@ impl Mirror {
                 reason: "not found: --data must be a prefix written by `revgen prepare`".to_owned(),
             }));
         };
-        let mut n = usize::from(self.download(MANIFEST, size).await?);
+        let mut n = usize::from(self.download(MANIFEST, Some(size)).await?);
         let tokenized = objects.keys().any(|name| name.ends_with(".bin"));
         let wanted = if tokenized { ".bin" } else { ".txt" };
         for (name, size) in objects.iter().filter(|(name, _)| name.ends_with(wanted) && !name.contains('/')) {
-            n += usize::from(self.download(name, *size).await?);
+            n += usize::from(self.download(name, Some(*size)).await?);
         }
         Ok(n)
     }
 
-    /// The run's files, leaving out checkpoints without a `state.json` (an upload cut short).
+    /// Makes the local run directory a copy of the prefix's run files, leaving out checkpoints without a
+    /// `state.json` (an upload cut short). Everything is downloaded again (checkpoint files keep their sizes from
+    /// save to save), each checkpoint's `state.json` after its other files, and local run files that the prefix
+    /// does not have are removed, so that a stale cache never wins over the bucket.
     async fn pull_run(&mut self) -> Result<()> {
         let objects = self.list().await?;
         let complete: BTreeSet<&str> = objects
             .keys()
             .filter_map(|name| name.strip_prefix(&format!("{CHECKPOINTS}/"))?.strip_suffix(&format!("/{STATE_FILE}")))
             .collect();
-        for (name, size) in &objects {
-            let checkpoint = name.strip_prefix(&format!("{CHECKPOINTS}/")).and_then(|rest| rest.split('/').next());
-            if checkpoint.is_none_or(|c| complete.contains(c)) {
-                self.download(name, *size).await?;
+        let wanted: Vec<&String> = objects
+            .keys()
+            .filter(|name| is_run_file(name))
+            .filter(|name| {
+                let checkpoint = name.strip_prefix(&format!("{CHECKPOINTS}/")).and_then(|rest| rest.split('/').next());
+                checkpoint.is_none_or(|c| complete.contains(c))
+            })
+            .collect();
+        for (name, _) in local_files(&self.local)? {
+            if is_run_file(&name) && !wanted.contains(&&name) {
+                let path = self.local.join(&name);
+                std::fs::remove_file(&path).map_err(|source| Error::Io { path, source })?;
             }
+        }
+        let (states, others): (Vec<&String>, Vec<&String>) = wanted.into_iter().partition(|n| n.ends_with(STATE_FILE));
+        for name in others.into_iter().chain(states) {
+            self.download(name, None).await?;
         }
         self.pushed = local_files(&self.local)?;
         Ok(())
@@ -196,30 +221,46 @@ impl Mirror {
         let changed: Vec<&String> =
             files.iter().filter(|(n, v)| self.pushed.get(*n) != Some(v)).map(|(n, _)| n).collect();
         let (states, others): (Vec<&String>, Vec<&String>) =
-            changed.into_iter().partition(|n| n.starts_with(CHECKPOINTS) && n.ends_with(STATE_FILE));
+            changed.into_iter().partition(|n| n.starts_with(&format!("{CHECKPOINTS}/")) && n.ends_with(STATE_FILE));
         for state in &states {
             // A replaced checkpoint (`best`) is incomplete remotely while its other files change.
             let _ = self.store.delete(&self.key(state)).await;
         }
         for name in others.into_iter().chain(states) {
-            let path = self.local.join(name);
-            let bytes = std::fs::read(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
-            self.store.put(&self.key(name), PutPayload::from(bytes)).await.map_err(|e| self.error(name, e))?;
+            // Streamed as a multipart upload: optimizer.bpk outgrows a single PUT (5 GB on S3) from gpt2-large up.
+            let url = format!("{}/{name}", self.url);
+            upload(&self.store, self.local.join(name), self.key(name), url).await?;
         }
-        for name in self.list().await?.keys().filter(|n| n.starts_with(CHECKPOINTS) && !files.contains_key(*n)) {
-            self.store.delete(&self.key(name)).await.map_err(|e| self.error(name, e))?;
-        }
+        let gone = |n: &&String| n.starts_with(&format!("{CHECKPOINTS}/")) && !files.contains_key(*n);
+        let gone: Vec<String> = self.list().await?.into_keys().filter(|n| gone(&n)).collect();
+        self.delete(&gone).await?;
         self.pushed = files;
         Ok(())
     }
 
-    /// `--resume fresh`: removes the run's objects.
+    /// `--resume fresh`: removes the run's objects (checkpoints, samples, metrics, settings), and nothing else
+    /// that the prefix holds.
     async fn delete_all(&self) -> Result<()> {
-        for name in self.list().await?.keys() {
+        let ours: Vec<String> = self.list().await?.into_keys().filter(|n| is_run_file(n)).collect();
+        self.delete(&ours).await
+    }
+
+    /// Deletes objects, every checkpoint's `state.json` first, so that a checkpoint cut short by a crash here
+    /// no longer looks complete.
+    async fn delete(&self, names: &[String]) -> Result<()> {
+        let (states, others): (Vec<&String>, Vec<&String>) = names.iter().partition(|n| n.ends_with(STATE_FILE));
+        for name in states.into_iter().chain(others) {
             self.store.delete(&self.key(name)).await.map_err(|e| self.error(name, e))?;
         }
         Ok(())
     }
+}
+
+/// Whether `name` (relative to the run's prefix) is one of the files a training run writes; mirroring never
+/// touches anything else under the prefix.
+fn is_run_file(name: &str) -> bool {
+    [CHECKPOINTS, SAMPLES_DIR].iter().any(|dir| name.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/')))
+        || [METRICS_FILE, RUN_FILE].contains(&name)
 }
 
 /// Files under `dir` (relative names with `/`), with size and modification time; hidden entries (partial
@@ -251,4 +292,21 @@ fn local_files(dir: &Path) -> Result<BTreeMap<String, (u64, std::time::SystemTim
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_run_files_are_mirrored() {
+        for name in ["checkpoints/step-000010/state.json", "samples/step-10.txt", "metrics.jsonl", "train.json"] {
+            assert!(is_run_file(name), "{name}");
+        }
+        for name in ["checkpoints_old/x", "data/train-00000-of-00016.bin", "notes.txt", "samplesX/a"] {
+            assert!(!is_run_file(name), "{name}");
+        }
+        assert!(is_remote("s3://bucket/run") && is_remote("gs://b/r") && !is_remote("file:///tmp/run"));
+        assert!(!is_remote("runs/a"));
+    }
 }

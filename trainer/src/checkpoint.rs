@@ -126,9 +126,17 @@ pub fn load_optimizer(dir: &Path, optimizer: ModuleOptimizer) -> Result<ModuleOp
     Ok(optimizer.load_record(record))
 }
 
-/// The newest complete `step-*` checkpoint of a run, if any.
+/// The newest complete `step-*` checkpoint of a run (one with its `state.json`), if any.
 pub fn latest(run: &Path) -> Result<Option<PathBuf>> {
-    Ok(steps(run)?.pop().map(|(_, path)| path))
+    Ok(steps(run)?.into_iter().rev().map(|(_, path)| path).find(|p| p.join(STATE_FILE).is_file()))
+}
+
+/// Removes the step checkpoints after `step`.
+pub fn remove_after(run: &Path, step: u64) -> Result<()> {
+    for (_, path) in steps(run)?.into_iter().filter(|(s, _)| *s > step) {
+        std::fs::remove_dir_all(&path).map_err(Error::io(&path))?;
+    }
+    Ok(())
 }
 
 /// Removes all but the newest `keep` step checkpoints (`best` stays), and temporary directories that a killed
@@ -142,14 +150,27 @@ pub fn prune(run: &Path, keep: usize) -> Result<()> {
     Ok(())
 }
 
-/// Removes a killed run's half-written checkpoints (hidden `.tmp-*` and `.old-*` directories).
+/// Cleans up after a killed run: a checkpoint caught between its two renames (replacing one of the same name,
+/// as `best` is) is put back, the complete new one if it got that far, else the old one; the rest of the hidden
+/// `.tmp-*` and `.old-*` directories are removed.
 pub fn remove_partial(run: &Path) -> Result<()> {
     let root = run.join(CHECKPOINTS);
     let Ok(entries) = std::fs::read_dir(&root) else { return Ok(()) };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(".tmp-") || name.starts_with(".old-") {
-            std::fs::remove_dir_all(entry.path()).map_err(Error::io(&entry.path()))?;
+    let mut hidden: Vec<(String, PathBuf)> = entries
+        .flatten()
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .filter(|(name, _)| name.starts_with(".tmp-") || name.starts_with(".old-"))
+        .collect();
+    // `.tmp-` sorts before `.old-`: a complete new checkpoint is restored before the old one is considered.
+    hidden.sort_by_key(|(name, _)| !name.starts_with(".tmp-"));
+    for (name, path) in hidden {
+        let target = name[5..].rsplit_once('-').map(|(target, _pid)| root.join(target));
+        let restorable = name.starts_with(".old-") || path.join(STATE_FILE).is_file();
+        match target {
+            Some(target) if restorable && !target.exists() => {
+                std::fs::rename(&path, &target).map_err(Error::io(&target))?;
+            }
+            _ => std::fs::remove_dir_all(&path).map_err(Error::io(&path))?,
         }
     }
     Ok(())
@@ -193,11 +214,20 @@ mod tests {
         for step in [5, 100, 20] {
             std::fs::create_dir_all(run.path().join(CHECKPOINTS).join(step_name(step))).unwrap();
         }
-        std::fs::create_dir_all(run.path().join(CHECKPOINTS).join(BEST)).unwrap();
-        std::fs::create_dir_all(run.path().join(CHECKPOINTS).join(".tmp-step-000200-1")).unwrap();
-        assert_eq!(latest(run.path()).unwrap().unwrap().file_name().unwrap(), "step-000100");
+        let root = run.path().join(CHECKPOINTS);
+        for step in [5, 20] {
+            std::fs::write(root.join(step_name(step)).join(STATE_FILE), "{}").unwrap();
+        }
+        // A `best` caught between its renames: the old one moved aside, the new one complete.
+        std::fs::create_dir_all(root.join(".old-best-7")).unwrap();
+        std::fs::create_dir_all(root.join(".tmp-best-7")).unwrap();
+        std::fs::write(root.join(".tmp-best-7").join(STATE_FILE), "new").unwrap();
+        std::fs::create_dir_all(root.join(".tmp-step-000200-1")).unwrap();
+        // step-000100 has no state.json: not complete.
+        assert_eq!(latest(run.path()).unwrap().unwrap().file_name().unwrap(), "step-000020");
         prune(run.path(), 2).unwrap();
         remove_partial(run.path()).unwrap();
+        assert_eq!(std::fs::read_to_string(root.join(BEST).join(STATE_FILE)).unwrap(), "new");
         let mut left: Vec<String> = std::fs::read_dir(run.path().join(CHECKPOINTS))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -79,9 +79,12 @@ impl Dataset {
         for entry in manifest.shards.iter().filter(|s| s.format == wanted) {
             let shard_path = dir.join(&entry.file);
             let bytes = std::fs::metadata(&shard_path)
-                .map_err(|_| Error::Data {
-                    path: shard_path.clone(),
-                    reason: format!("listed in {} but missing", path.display()),
+                .map_err(|source| match source.kind() {
+                    std::io::ErrorKind::NotFound => Error::Data {
+                        path: shard_path.clone(),
+                        reason: format!("listed in {} but missing", path.display()),
+                    },
+                    _ => Error::Io { path: shard_path.clone(), source },
                 })?
                 .len();
             let kind = if tokenized { ShardKind::Tokens } else { ShardKind::Text };
@@ -316,9 +319,13 @@ fn read_text(
         if lines.is_empty() {
             break;
         }
-        line_no += lines.len();
         let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-        for ids in tokenizer.encode_batch(&refs)? {
+        let encoded = tokenizer.encode_batch(&refs).map_err(|e| Error::Data {
+            path: path.clone(),
+            reason: format!("lines {}..{}: {e}", line_no + 1, line_no + lines.len()),
+        })?;
+        line_no += lines.len();
+        for ids in encoded {
             let n = ids.len() as u64;
             let skip = at.offset.saturating_sub(offset).min(n) as usize;
             pending.extend_from_slice(&ids[skip..]);

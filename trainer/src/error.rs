@@ -47,6 +47,11 @@ pub enum Error {
     Checkpoint { path: PathBuf, reason: String },
     #[error("invalid training settings: {0}")]
     InvalidTraining(String),
+    #[error(
+        "the loss is {loss} at step {step} (lr {lr:e}): training diverged; lower --lr, raise --warmup, or keep \
+             --grad-clip on, and resume from an earlier checkpoint with --resume DIR"
+    )]
+    Diverged { step: u64, loss: f64, lr: f64 },
     #[error("out of memory on {device}: {hint}")]
     OutOfMemory { device: String, hint: String },
 }

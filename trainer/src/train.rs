@@ -248,10 +248,7 @@ pub fn train(
     checkpoint::remove_partial(run)?;
     let from = match resume {
         Resume::Latest => checkpoint::latest(run)?,
-        Resume::Fresh => {
-            discard_run(run)?;
-            None
-        }
+        Resume::Fresh => None,
         Resume::Path(path) => Some(path.clone()),
     };
 
@@ -266,6 +263,10 @@ pub fn train(
         None => {
             let source = ModelSource::resolve(&config.model, config.from_scratch)?;
             let model = source.load(&device, config.seed)?;
+            if *resume == Resume::Fresh {
+                // Only now that the model loads: a typo must not cost the run that is there.
+                discard_run(run)?;
+            }
             (model, source.tokenizer, State::new(source.config, config.clone()))
         }
     };
@@ -281,6 +282,11 @@ pub fn train(
         model.wte = model.wte.freeze();
         model.wpe = model.wpe.freeze();
         model.ln_f = model.ln_f.freeze();
+    }
+    if from.is_some() {
+        // Resuming from an older checkpoint abandons the steps after it: their checkpoints would otherwise be
+        // taken for this run's (by --resume latest, and by pruning).
+        checkpoint::remove_after(run, state.step)?;
     }
     let mut optimizer = optimizer(config, &model);
     if let Some(dir) = &from {
@@ -339,6 +345,9 @@ pub fn train(
             Err(panic) => return Err(out_of_memory(panic, config, seq_len)),
         };
         model = next;
+        if !loss.is_finite() {
+            return Err(Error::Diverged { step: state.step + 1, loss, lr });
+        }
         let step_s = started.elapsed().as_secs_f64();
         state.step += 1;
         state.tokens_seen += tokens_per_step;
@@ -395,7 +404,7 @@ pub fn train(
             observe(Event::Saved { step, path });
         }
     }
-    if saved_step != Some(state.step) && (interrupted || state.step > 0) {
+    if saved_step != Some(state.step) && state.step > 0 {
         let path = save(run, &model, &optimizer, &tokenizer, &state, config.keep)?;
         observe(Event::Saved { step: state.step, path: path.clone() });
         last_saved = Some(path);
@@ -429,7 +438,8 @@ fn keep_freed_memory() {
     }
 }
 
-fn validate(config: &TrainConfig) -> Result<()> {
+/// Checks the settings that need no model or data.
+pub fn validate(config: &TrainConfig) -> Result<()> {
     let fail = |what: &str| Err(Error::InvalidTraining(what.to_owned()));
     if config.batch_size == 0 || config.grad_accum == 0 {
         return fail("--batch-size and --grad-accum must be at least 1");

@@ -180,7 +180,7 @@ impl Drop for Destination {
 
 /// Streams a staged file into an object. The object store completes a multipart upload only at the end, so the
 /// object never exists half written.
-async fn upload(store: &Arc<dyn ObjectStore>, from: PathBuf, to: ObjectPath, url: String) -> Result<()> {
+pub async fn upload(store: &Arc<dyn ObjectStore>, from: PathBuf, to: ObjectPath, url: String) -> Result<()> {
     let mut file = tokio::fs::File::open(&from).await.map_err(Error::io(&from))?;
     let mut writer = object_store::buffered::BufWriter::new(Arc::clone(store), to);
     let copied = tokio::io::copy(&mut file, &mut writer).await;
