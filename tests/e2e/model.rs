@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use crate::support::{revgen, run_err, run_ok, shared_data};
+use crate::support::{hf_python, revgen, run_err, run_ok, shared_data};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -17,16 +17,6 @@ fn fixture() -> PathBuf {
 
 fn assets() -> PathBuf {
     root().join("assets/gpt2")
-}
-
-/// The torch venv's python with transformers (`REVGEN_PYTHON`, which scripts/test.sh exports). Missing fails the
-/// test rather than skipping it.
-fn hf_python(args: &[&str]) -> String {
-    let python = std::env::var_os("REVGEN_PYTHON")
-        .expect("REVGEN_PYTHON must name a python with torch and transformers (scripts/test.sh sets it)");
-    let out = Command::new(python).arg(root().join("scripts/hf_check.py")).args(args).output().expect("run python");
-    assert!(out.status.success(), "hf_check.py {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn json(text: &str) -> serde_json::Value {

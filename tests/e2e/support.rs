@@ -34,3 +34,17 @@ pub fn shared_data(relative: &str) -> std::path::PathBuf {
     assert!(path.exists(), "{} is missing: set REVGEN_SHARED_DATA to the shared real-data directory", path.display());
     path
 }
+
+/// The torch venv's python with transformers (`REVGEN_PYTHON`, which scripts/test.sh exports). Missing fails the
+/// test rather than skipping it.
+pub fn hf_python(args: &[&str]) -> String {
+    let python = std::env::var_os("REVGEN_PYTHON")
+        .expect("REVGEN_PYTHON must name a python with torch and transformers (scripts/test.sh sets it)");
+    let out = Command::new(python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/hf_check.py"))
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(out.status.success(), "hf_check.py {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}

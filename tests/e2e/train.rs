@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{revgen, run_err, run_ok};
+use crate::support::{hf_python, revgen, run_err, run_ok};
 
 fn backend() -> &'static str {
     if cfg!(feature = "tch") { "tch" } else { "flex" }
@@ -272,15 +272,6 @@ fn ctrl_c_saves_and_sigkill_leaves_the_last_checkpoint_loadable() {
     assert!(!checkpoints(&run).iter().any(|n| n.starts_with('.')), "partial checkpoints are cleaned up");
 }
 
-fn hf_python(args: &[&str]) -> Value {
-    let python = std::env::var_os("REVGEN_PYTHON")
-        .expect("REVGEN_PYTHON must name a python with torch and transformers (scripts/test.sh sets it)");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/hf_check.py");
-    let out = Command::new(python).arg(script).args(args).output().expect("run python");
-    assert!(out.status.success(), "hf_check.py {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn fine_tuning_imported_weights_lowers_the_val_loss_and_exports_to_transformers() {
     let dir = tempfile::tempdir().unwrap();
@@ -327,11 +318,12 @@ fn fine_tuning_imported_weights_lowers_the_val_loss_and_exports_to_transformers(
     run_ok(&mut revgen(dir.path(), &["export", "--checkpoint", ckpt.to_str().unwrap(), "--out", "exported"]));
     let record: String = val.lines().next().unwrap().chars().take(200).collect();
     fs::write(dir.path().join("record.txt"), &record).unwrap();
-    let hf = hf_python(&[
+    let hf: Value = serde_json::from_str(&hf_python(&[
         "loss",
         dir.path().join("exported").to_str().unwrap(),
         dir.path().join("record.txt").to_str().unwrap(),
-    ]);
+    ]))
+    .unwrap();
     let ours: Value = serde_json::from_str(&run_ok(&mut revgen(
         dir.path(),
         &["score", "--backend", backend(), "--checkpoint", "exported", "--file", "record.txt"],

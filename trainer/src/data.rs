@@ -347,10 +347,11 @@ fn read_text(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn write_bin(path: &Path, ids: &[u16]) -> Shard {
+    /// Writes `ids` as an llm.c token shard (also used by the training loop's tests).
+    pub(crate) fn write_bin(path: &Path, ids: &[u16]) -> Shard {
         let mut header = [0i32; 256];
         header[0] = BIN_MAGIC;
         header[1] = 1;

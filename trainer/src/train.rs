@@ -742,11 +742,7 @@ mod run_tests {
         let write = |name: &str, n: usize| {
             let ids: Vec<u16> =
                 (0..n).map(|i| [464, 3797, 318, 922, 13, 50256][i % 6] + (i / 600 % 3) as u16).collect();
-            let mut header = [0i32; 256];
-            header[..3].copy_from_slice(&[20240520, 1, n as i32]);
-            let mut bytes: Vec<u8> = header.iter().flat_map(|v| v.to_le_bytes()).collect();
-            bytes.extend(ids.iter().flat_map(|v| v.to_le_bytes()));
-            std::fs::write(dir.path().join(name), bytes).unwrap();
+            crate::data::tests::write_bin(&dir.path().join(name), &ids);
         };
         write("train-00000-of-00001.bin", 5000);
         write("val-00000-of-00001.bin", 400);
