@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CUDA checks of the trainer on a GPU machine, in two steps:
 #
-#   scripts/gpu-check.sh build   # here: builds trainer/examples/cuda_check.rs into .gpu/ (ignored by git)
+#   scripts/gpu-check.sh build   # here: builds trainer/examples/{cuda_check,train_bench}.rs and a small prepared
+#                                # dataset into .gpu/ (ignored by git)
 #   scripts/gpu-check.sh run     # on the GPU machine, from the repo root with .gpu/ copied along
 #
 # The GPU machines run PyTorch 2.11 (CUDA 13), not the 2.9 that CI links, so `build` links tch against a
@@ -16,6 +17,15 @@ cache="${REVGEN_CACHE:-$HOME/.cache/revgen}"
 
 case "${1:-}" in
 build)
+    # Training data for the CUDA learning run: a synthetic dump prepared with .bin shards (the default build).
+    if [ ! -f .gpu/data/manifest.json ]; then
+        rm -rf .gpu/data .gpu/dump.tsv.gz
+        mkdir -p .gpu
+        cargo run --quiet --locked -- synth --rows 20000 --seed 3 --categories Toys --out .gpu/dump.tsv.gz
+        cargo run --quiet --locked -- prepare --tokenize --shards 2 --val-fraction 0.05 --input .gpu/dump.tsv.gz \
+            --output .gpu/data
+        rm .gpu/dump.tsv.gz
+    fi
     venv="$cache/torch-2.11.0-venv"
     if ! "$venv/bin/python" -c 'import torch' 2>/dev/null; then
         python3 -m venv "$venv"
@@ -36,27 +46,51 @@ run)
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
     python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' \
         | tee -a "$out/gpu.txt"
-    LD_LIBRARY_PATH="$torch_lib" .gpu/cuda_check trainer/tests/fixtures/tiny-gpt2 | tee "$out/revgen.jsonl"
-    python3 scripts/bench_hf_gpt2.py | tee "$out/transformers.jsonl"
-    # Training: revgen's loop (bf16) against PyTorch eager with bf16 autocast, 124M and 355M at batch 8 × 1024;
-    # peak GPU memory polled with nvidia-smi for revgen, torch.cuda.max_memory_allocated for PyTorch.
+    # Parity on CUDA; the f32 inference/training throughput against transformers (docs/gpu.md) with FULL=1.
+    if [ "${FULL:-0}" = 1 ]; then
+        LD_LIBRARY_PATH="$torch_lib" .gpu/cuda_check trainer/tests/fixtures/tiny-gpt2 | tee "$out/revgen.jsonl"
+        python3 scripts/bench_hf_gpt2.py | tee "$out/transformers.jsonl"
+    else
+        LD_LIBRARY_PATH="$torch_lib" .gpu/cuda_check trainer/tests/fixtures/tiny-gpt2 cuda:0 tiny | tee "$out/revgen.jsonl"
+    fi
+    # Training, bf16 (revgen: mixed precision with f32 weights; PyTorch: eager + torch.autocast bf16):
+    # throughput at batch 8 x 1024, peak GPU memory at batch 1 x 1024 up to gpt2-xl, and a whole run on real
+    # (synthetic-review) shards. Peak memory is nvidia-smi's, polled every 0.2 s, for both implementations.
     python3 - <<'PY'
 import numpy as np
 header = np.zeros(256, dtype=np.int32); header[:5] = [20240520, 1, 4 << 20, 50257, 50256]
 ids = (np.random.default_rng(0).integers(0, 50257, 4 << 20)).astype(np.uint16)
 open("/tmp/revgen-bench.bin", "wb").write(header.tobytes() + ids.tobytes())
 PY
+    export LD_LIBRARY_PATH="$torch_lib" PYTHONUNBUFFERED=1
+    # measure NAME COMMAND...: runs COMMAND (5 min at most), appends its JSON line plus the peak GPU memory
+    # (at most 8 files come back from the device tool, so every run's stderr goes to one file).
+    measure() {
+        local name=$1 peak
+        shift
+        (while sleep 0.2; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits; done) >"/tmp/mem-$name" &
+        local poll=$!
+        local line
+        echo "== $name: $*" >>"$out/stderr.txt"
+        line=$(timeout 300 "$@" 2>>"$out/stderr.txt" | tail -1) || line='{"error": "failed or timed out, see stderr.txt"}'
+        kill $poll
+        peak=$(sort -n "/tmp/mem-$name" | tail -1)
+        echo "{\"run\": \"$name\", \"peak_gpu_mib\": ${peak:-null}, \"result\": ${line:-null}}" | tee -a "$out/train.jsonl"
+    }
+    pt() { python3 scripts/bench/train_pytorch.py "$@"; }
+    measure learn-gpt2-bf16 env BENCH_RUN_OUT="$out" .gpu/train_bench gpt2 8 bf16 300 cuda:0 --data .gpu/data
     for spec in "gpt2 768 12 12" "gpt2-medium 1024 24 16"; do
         read -r preset d layers heads <<<"$spec"
-        (while sleep 0.5; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits; done) >"$out/mem-$preset.txt" &
-        poll=$!
-        PEAK_TFLOPS=989 LD_LIBRARY_PATH="$torch_lib" .gpu/train_bench "$preset" 8 bf16 20 | tee -a "$out/train.jsonl"
-        kill $poll
-        echo "{\"preset\": \"$preset\", \"peak_gpu_mb_nvidia_smi\": $(sort -n "$out/mem-$preset.txt" | tail -1)}" \
-            | tee -a "$out/train.jsonl"
-        python3 scripts/bench/train_pytorch.py "$d" "$layers" "$heads" 1024 8 1024 20 16 /tmp/revgen-bench.bin cuda bf16 \
-            | tee -a "$out/train-pytorch.jsonl"
+        measure "$preset-bf16-b8" env PEAK_TFLOPS=989 .gpu/train_bench "$preset" 8 bf16 25
+        measure "$preset-pytorch-bf16-b8" pt "$d" "$layers" "$heads" 1024 8 1024 25 16 /tmp/revgen-bench.bin cuda bf16
     done
+    measure gpt2-f32-b8 .gpu/train_bench gpt2 8 f32 15
+    measure gpt2-medium-bf16-b1 .gpu/train_bench gpt2-medium 1 bf16 8
+    measure gpt2-medium-pytorch-bf16-b1 pt 1024 24 16 1024 1 1024 8 16 /tmp/revgen-bench.bin cuda bf16
+    measure gpt2-large-bf16-b1 .gpu/train_bench gpt2-large 1 bf16 6
+    measure gpt2-xl-bf16-b1 .gpu/train_bench gpt2-xl 1 bf16 6
+    measure gpt2-xl-bf16-b1-gc .gpu/train_bench gpt2-xl 1 bf16 6 cuda:0 --gradient-checkpointing
+    measure gpt2-xl-pytorch-bf16-b1 pt 1600 48 25 1024 1 1024 6 16 /tmp/revgen-bench.bin cuda bf16
     ;;
 *)
     echo "usage: $0 build|run" >&2

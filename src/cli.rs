@@ -449,7 +449,7 @@ pub struct TrainArgs {
     pub resume: String,
     #[command(flatten)]
     pub device: DeviceArgs,
-    /// f32, or bf16 (LibTorch on CUDA: every float in bf16).
+    /// f32, or bf16: mixed precision as torch.autocast does it (LibTorch; bf16 products, f32 weights and optimizer).
     #[arg(long, default_value = "f32")]
     pub precision: String,
     /// Seed of the data order, the sampling and a random initialisation.

@@ -1,11 +1,15 @@
 //! Training throughput of `revgen train`'s loop on a GPU (scripts/gpu-check.sh builds it here and runs it there).
 //!
-//!     train_bench PRESET BATCH PRECISION STEPS [DEVICE]     e.g. train_bench gpt2-medium 8 bf16 20 cuda:0
+//!     train_bench PRESET BATCH PRECISION STEPS [DEVICE] [--gradient-checkpointing] [--data DIR]
+//!     e.g. train_bench gpt2-medium 8 bf16 20 cuda:0
 //!
-//! Writes a data directory of random GPT-2 token ids (one `.bin` shard, llm.c's layout, and a manifest) to a
-//! temporary directory, trains PRESET from its random initialisation with seq 1024 (or the preset's context, if shorter), grad-accum 1, no sampling,
-//! validation or intermediate checkpoints, and prints one JSON object: tokens/s over the steps after the first 3,
-//! and MFU against the card's dense peak given in `PEAK_TFLOPS` (989 for H100/H200 bf16; 0 = not computed).
+//! Without `--data`, writes a data directory of random GPT-2 token ids (one `.bin` shard, llm.c's layout, and a
+//! manifest) to a temporary directory and trains PRESET from its random initialisation with seq 1024 (or the
+//! preset's context, if shorter), grad-accum 1, no sampling, validation or intermediate checkpoints. With
+//! `--data DIR` (shards from `revgen prepare --tokenize`) it is a whole run instead: validation and samples every
+//! 50 steps, checkpoints every 100, and the run dir's samples and metrics go to `$BENCH_RUN_OUT` if set.
+//! Prints one JSON object: tokens/s over the steps after the first 3, and MFU against the card's dense peak
+//! given in `PEAK_TFLOPS` (989 for H100/H200 bf16; 0 = not computed).
 
 use std::io::Write;
 
@@ -15,16 +19,21 @@ use revgen_trainer::train::{self, Precision, Resume, TrainConfig};
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 5 {
-        eprintln!("usage: train_bench PRESET BATCH PRECISION STEPS [DEVICE]");
+        eprintln!("usage: train_bench PRESET BATCH PRECISION STEPS [DEVICE] [--gradient-checkpointing] [--data DIR]");
         std::process::exit(2);
     }
     let (preset, batch, precision, steps) = (&args[1], args[2].parse().unwrap(), &args[3], args[4].parse().unwrap());
-    let device = args.get(5).cloned().unwrap_or_else(|| "cuda:0".to_owned());
+    let device = args.get(5).filter(|a| !a.starts_with("--")).cloned().unwrap_or_else(|| "cuda:0".to_owned());
+    let checkpointing = args.iter().any(|a| a == "--gradient-checkpointing");
+    let data = args.iter().position(|a| a == "--data").map(|i| std::path::PathBuf::from(&args[i + 1]));
     let config = Config::preset(preset).expect("a preset");
     let seq = config.n_positions.min(1024);
     let dir = std::env::temp_dir().join(format!("revgen-train-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    write_data(&dir, 4 << 20);
+    if data.is_none() {
+        write_data(&dir, 4 << 20);
+    }
+    let every = if data.is_some() { 50 } else { 0 };
 
     let train_config = TrainConfig {
         model: preset.clone(),
@@ -33,16 +42,19 @@ fn main() {
         batch_size: batch,
         grad_accum: 1,
         seq_len: seq,
-        sample_every: 0,
-        val_every: 0,
-        save_every: 0,
+        sample_every: every,
+        val_every: every,
+        save_every: 2 * every,
+        sample_length: 64,
         backend: "tch".to_owned(),
         device: device.clone(),
         precision: precision.parse::<Precision>().unwrap(),
+        gradient_checkpointing: checkpointing,
         ..TrainConfig::default()
     };
     let run = dir.join("run");
-    let report = train::train(&train_config, &dir, &run, &Resume::Fresh, &mut |_| {}).unwrap();
+    let report =
+        train::train(&train_config, data.as_deref().unwrap_or(&dir), &run, &Resume::Fresh, &mut |_| {}).unwrap();
     let metrics = train::read_metrics(&run).unwrap();
     let timed = &metrics[3.min(metrics.len() - 1)..];
     let tokens = (batch * seq * timed.len()) as f64;
@@ -55,10 +67,20 @@ fn main() {
     let line = serde_json::json!({
         "bench": "train", "preset": preset, "batch": batch, "seq": seq, "precision": precision, "device": device,
         "steps": report.step, "tokens_per_s": tokens_per_s, "mfu": mfu, "final_loss": report.train_loss,
-        "peak_host_rss_mb": metrics.last().and_then(|m| m.peak_rss_mb),
+        "peak_host_rss_mb": metrics.last().and_then(|m| m.peak_rss_mb), "gradient_checkpointing": checkpointing,
+        "val_loss": report.val_loss,
     });
     println!("{line}");
     std::io::stdout().flush().unwrap();
+    if let Ok(out) = std::env::var("BENCH_RUN_OUT") {
+        let out = std::path::Path::new(&out);
+        std::fs::create_dir_all(out).unwrap();
+        std::fs::copy(run.join("metrics.jsonl"), out.join(format!("{preset}-{precision}-metrics.jsonl"))).unwrap();
+        let last_sample = run.join("samples").join(format!("step-{}.txt", report.step));
+        if last_sample.exists() {
+            std::fs::copy(last_sample, out.join(format!("{preset}-{precision}-sample.txt"))).unwrap();
+        }
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -8,9 +8,9 @@
 use burn::module::{Module, Param, ParamId};
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::activation::{gelu_approximate, log_softmax, softmax};
-use burn::tensor::module::attention;
+use burn::tensor::module::{attention, linear as linear_product};
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Device, FloatDType, Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -30,6 +30,11 @@ pub struct Gpt2 {
     pub wpe: Embedding,
     pub h: Vec<Block>,
     pub ln_f: LayerNorm,
+    /// Mixed precision, as torch.autocast does it: when set, the matrix products (projections, attention, the
+    /// output head) run in this dtype, while the parameters, the optimizer state, LayerNorm, the residual stream
+    /// and the loss stay f32. burn has no autocast, so the casts are explicit (see [`Gpt2::autocast`]).
+    #[module(skip)]
+    pub compute_dtype: Option<FloatDType>,
 }
 
 #[derive(Module, Debug)]
@@ -117,7 +122,7 @@ impl Gpt2 {
         }
         let ln_f =
             layer_norm(param("ln_f.weight", &[d])?, param("ln_f.bias", &[d])?, config.layer_norm_epsilon, device);
-        Ok(Gpt2 { wte, wpe, h, ln_f }.map(&mut NumberParams(0)))
+        Ok(Gpt2 { wte, wpe, h, ln_f, compute_dtype: None }.map(&mut NumberParams(0)))
     }
 
     /// A randomly initialised model with GPT-2's initialisation (as in HF and nanoGPT): weights N(0, 0.02), the
@@ -150,6 +155,11 @@ impl Gpt2 {
         }
         push_norm(&mut out, "ln_f".to_owned(), &self.ln_f);
         out
+    }
+
+    /// The same model with its matrix products in `dtype` (bf16 on CUDA: tensor cores), or all f32 with `None`.
+    pub fn autocast(self, dtype: Option<FloatDType>) -> Self {
+        Gpt2 { compute_dtype: dtype, ..self }
     }
 
     pub fn n_positions(&self) -> usize {
@@ -187,16 +197,17 @@ impl Gpt2 {
         let mut x = self.wte.forward(ids) + self.wpe.forward(positions); // [b, t, d]
         for (i, block) in self.h.iter().enumerate() {
             let layer = cache.as_mut().map(|c| &mut c.layers[i]);
-            x = block.forward(x, layer);
+            x = block.forward(x, layer, self.compute_dtype);
         }
         if let Some(cache) = cache {
             cache.len += t;
         }
         let x = self.ln_f.forward(x); // [b, t, d]
         let [vocab, d] = self.wte.weight.dims();
-        // Tied lm_head: [b·t, d] × [d, vocab]
-        let logits = x.reshape([b * t, d]).matmul(self.wte.weight.val().transpose());
-        logits.reshape([b, t, vocab])
+        // Tied lm_head: [b·t, d] × [d, vocab], in the compute dtype; the logits go back to f32 for the softmax.
+        let head = in_dtype(self.wte.weight.val(), self.compute_dtype).transpose();
+        let logits = in_dtype(x.reshape([b * t, d]), self.compute_dtype).matmul(head);
+        in_dtype(logits, self.compute_dtype.map(|_| FloatDType::F32)).reshape([b, t, vocab])
     }
 
     /// Mean next-token cross-entropy in nats: position i of `inputs` predicts position i of `targets`.
@@ -219,26 +230,38 @@ pub fn token_losses(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
 
 impl Block {
     /// x: `[batch, seq, d]` → `[batch, seq, d]`
-    fn forward(&self, x: Tensor<3>, cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), cache);
-        x.clone() + self.mlp.forward(self.ln_2.forward(x))
+    /// `dtype`: the products' dtype under autocast; the residual stream `x` stays f32 either way.
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
+        dtype: Option<FloatDType>,
+    ) -> Tensor<3> {
+        let residual = dtype.map(|_| FloatDType::F32);
+        let x = x.clone() + in_dtype(self.attn.forward(self.ln_1.forward(x), cache, dtype), residual);
+        x.clone() + in_dtype(self.mlp.forward(self.ln_2.forward(x), dtype), residual)
     }
 }
 
 impl Mlp {
     /// x: `[batch, seq, d]` → `[batch, seq, d]` through `[batch, seq, 4d]`
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.c_proj.forward(gelu_approximate(self.c_fc.forward(x)))
+    fn forward(&self, x: Tensor<3>, dtype: Option<FloatDType>) -> Tensor<3> {
+        project(&self.c_proj, gelu_approximate(project(&self.c_fc, x, dtype)), dtype)
     }
 }
 
 impl Attention {
     /// x: `[batch, seq, d]` → `[batch, seq, d]`. With a cache, `x` holds only the new tokens.
-    fn forward(&self, x: Tensor<3>, cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>) -> Tensor<3> {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
+        dtype: Option<FloatDType>,
+    ) -> Tensor<3> {
         let [b, t, d] = x.dims();
         let (h, hd) = (self.n_head, d / self.n_head);
         let heads = |x: Tensor<3>| x.reshape([b, t, h, hd]).swap_dims(1, 2); // [b, h, t, hd]
-        let mut qkv = self.c_attn.forward(x).chunk(3, 2).into_iter().map(heads); // 3 × [b, h, t, hd]
+        let mut qkv = project(&self.c_attn, x, dtype).chunk(3, 2).into_iter().map(heads); // 3 × [b, h, t, hd]
         let (q, mut k, mut v) = (qkv.next().unwrap(), qkv.next().unwrap(), qkv.next().unwrap());
         let mut past = 0;
         if let Some(cache) = cache {
@@ -258,8 +281,25 @@ impl Attention {
             // disagree on the alignment of `is_causal` when there are more keys than queries.
             _ => masked_attention(q, k, v, past),
         }; // [b, h, t, hd]
-        self.c_proj.forward(y.swap_dims(1, 2).reshape([b, t, d]))
+        project(&self.c_proj, y.swap_dims(1, 2).reshape([b, t, d]), dtype)
     }
+}
+
+/// `x` in `dtype` (a no-op for `None` or when it already is). Under autodiff the gradient is cast back.
+fn in_dtype<const D: usize>(x: Tensor<D>, dtype: Option<FloatDType>) -> Tensor<D> {
+    match dtype {
+        Some(dtype) => x.cast(dtype),
+        None => x,
+    }
+}
+
+/// `layer` applied to `x` with the product in `dtype`: the f32 weight and bias are cast for it (their gradients
+/// come back f32), and the output stays in `dtype`, as under torch.autocast.
+///
+/// x: `[b, t, in]` → `[b, t, out]`
+fn project(layer: &Linear, x: Tensor<3>, dtype: Option<FloatDType>) -> Tensor<3> {
+    let bias = layer.bias.as_ref().map(|b| in_dtype(b.val(), dtype));
+    linear_product(in_dtype(x, dtype), in_dtype(layer.weight.val(), dtype), bias)
 }
 
 /// q: `[b, h, t, hd]`, k and v: `[b, h, past + t, hd]` → `[b, h, t, hd]`

@@ -121,7 +121,8 @@ impl Default for TrainConfig {
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     F32,
-    /// Every float in bf16 on the device (burn has no autocast); LibTorch on CUDA only.
+    /// Mixed precision like torch.autocast: matrix products in bf16 (tensor cores on CUDA), f32 parameters,
+    /// optimizer state, LayerNorm and loss. LibTorch only (CUDA in production; CPU works, slowly).
     Bf16,
 }
 
@@ -235,12 +236,13 @@ pub fn train(
     let dataset = Dataset::open(data)?;
     let backend: Backend = config.backend.parse()?;
     let mut device = backend.device(&config.device)?;
-    if config.precision == Precision::Bf16 {
-        if backend != Backend::Tch || !config.device.starts_with("cuda") {
-            return Err(Error::InvalidTraining("--precision bf16 needs --backend tch --device cuda:N".to_owned()));
+    let compute_dtype = match config.precision {
+        Precision::F32 => None,
+        Precision::Bf16 if backend == Backend::Tch => Some(FloatDType::BF16),
+        Precision::Bf16 => {
+            return Err(Error::InvalidTraining("--precision bf16 needs --backend tch (--device cuda:N)".to_owned()));
         }
-        device.configure(FloatDType::BF16).map_err(|e| Error::InvalidTraining(format!("bf16: {e:?}")))?;
-    }
+    };
     if config.gradient_checkpointing {
         device = device.gradient_checkpointing();
     }
@@ -278,6 +280,7 @@ pub fn train(
         }
         n => n,
     };
+    model = model.autocast(compute_dtype);
     if config.only_transformer_layers {
         model.wte = model.wte.freeze();
         model.wpe = model.wpe.freeze();
@@ -802,5 +805,27 @@ mod run_tests {
         // The loss went down on this easy pattern.
         let m = read_metrics(straight.path()).unwrap();
         assert!(m[5].loss < m[0].loss - 0.5, "{m:?}");
+    }
+
+    /// bf16 autocast on LibTorch: the products run in bf16 (the first loss moves, a little), the model still
+    /// learns, and what is saved is f32.
+    #[cfg(feature = "tch")]
+    #[test]
+    fn bf16_autocast_learns_and_keeps_f32_weights() {
+        let data = data_dir();
+        let run = |precision| {
+            let dir = tempfile::tempdir().unwrap();
+            let config = TrainConfig { backend: "tch".to_owned(), precision, ..config() };
+            train(&config, data.path(), dir.path(), &Resume::Latest, &mut |_| {}).unwrap();
+            dir
+        };
+        let (f32_run, bf16_run) = (run(Precision::F32), run(Precision::Bf16));
+        let (full, mixed) = (read_metrics(f32_run.path()).unwrap(), read_metrics(bf16_run.path()).unwrap());
+        assert_ne!(full[0].loss, mixed[0].loss, "the bf16 run computed in f32");
+        assert!((full[0].loss - mixed[0].loss).abs() < 0.02 * full[0].loss, "{} vs {}", full[0].loss, mixed[0].loss);
+        assert!(mixed[5].loss < mixed[0].loss - 0.5, "{mixed:?}");
+        let bytes = std::fs::read(bf16_run.path().join("checkpoints/step-000006").join(WEIGHTS_FILE)).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert!(file.iter().all(|(_, t)| t.dtype() == safetensors::Dtype::F32));
     }
 }
