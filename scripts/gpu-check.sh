@@ -68,6 +68,10 @@ PY
     measure() {
         local name=$1 peak
         shift
+        if [ "$SECONDS" -gt "${GPU_CHECK_BUDGET_S:-450}" ]; then
+            echo "{\"run\": \"$name\", \"skipped\": \"over GPU_CHECK_BUDGET_S\"}" | tee -a "$out/train.jsonl"
+            return
+        fi
         (while sleep 0.2; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits; done) >"/tmp/mem-$name" &
         local poll=$!
         local line
