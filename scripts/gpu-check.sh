@@ -81,20 +81,20 @@ PY
         peak=$(sort -n "/tmp/mem-$name" | tail -1)
         echo "{\"run\": \"$name\", \"peak_gpu_mib\": ${peak:-null}, \"result\": ${line:-null}}" | tee -a "$out/train.jsonl"
     }
-    pt() { python3 scripts/bench/train_pytorch.py "$@"; }
+    pt="python3 scripts/bench/train_pytorch.py"
     measure learn-gpt2-bf16 env BENCH_RUN_OUT="$out" .gpu/train_bench gpt2 8 bf16 300 cuda:0 --data .gpu/data
     for spec in "gpt2 768 12 12" "gpt2-medium 1024 24 16"; do
         read -r preset d layers heads <<<"$spec"
         measure "$preset-bf16-b8" env PEAK_TFLOPS=989 .gpu/train_bench "$preset" 8 bf16 25
-        measure "$preset-pytorch-bf16-b8" pt "$d" "$layers" "$heads" 1024 8 1024 25 16 /tmp/revgen-bench.bin cuda bf16
+        measure "$preset-pytorch-bf16-b8" $pt "$d" "$layers" "$heads" 1024 8 1024 25 16 /tmp/revgen-bench.bin cuda bf16
     done
     measure gpt2-f32-b8 .gpu/train_bench gpt2 8 f32 15
     measure gpt2-medium-bf16-b1 .gpu/train_bench gpt2-medium 1 bf16 8
-    measure gpt2-medium-pytorch-bf16-b1 pt 1024 24 16 1024 1 1024 8 16 /tmp/revgen-bench.bin cuda bf16
+    measure gpt2-medium-pytorch-bf16-b1 $pt 1024 24 16 1024 1 1024 8 16 /tmp/revgen-bench.bin cuda bf16
     measure gpt2-large-bf16-b1 .gpu/train_bench gpt2-large 1 bf16 6
     measure gpt2-xl-bf16-b1 .gpu/train_bench gpt2-xl 1 bf16 6
     measure gpt2-xl-bf16-b1-gc .gpu/train_bench gpt2-xl 1 bf16 6 cuda:0 --gradient-checkpointing
-    measure gpt2-xl-pytorch-bf16-b1 pt 1600 48 25 1024 1 1024 6 16 /tmp/revgen-bench.bin cuda bf16
+    measure gpt2-xl-pytorch-bf16-b1 $pt 1600 48 25 1024 1 1024 6 16 /tmp/revgen-bench.bin cuda bf16
     ;;
 *)
     echo "usage: $0 build|run" >&2
