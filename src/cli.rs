@@ -49,6 +49,73 @@ pub enum Command {
     Train(TrainArgs),
     /// Draw a training run's train and val loss by step (from its metrics.jsonl) to FILE.png or FILE.svg.
     Plot(PlotArgs),
+    /// Run a Ballista scheduler for `--cluster df://HOST:PORT` jobs (gRPC and the REST API /api on one port).
+    Scheduler(SchedulerArgs),
+    /// Run a Ballista executor that takes tasks from a scheduler. Object-store credentials come from its
+    /// environment (AWS_*, GOOGLE_*, AZURE_*).
+    Executor(ExecutorArgs),
+    /// Inspect a cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    #[arg(long, default_value = "0.0.0.0")]
+    pub host: String,
+    #[arg(long, default_value_t = 50050)]
+    pub port: u16,
+    /// The name executors reach this scheduler by (such as a Kubernetes Service); default: --host.
+    #[arg(long)]
+    pub external_host: Option<String>,
+    /// Seconds without a heartbeat after which an executor counts as lost and its tasks run elsewhere.
+    #[arg(long, default_value_t = 180)]
+    pub executor_timeout: u64,
+    /// Failures of one task (I/O errors, lost executors) before its job fails.
+    #[arg(long, default_value_t = 4)]
+    pub task_max_failures: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecutorArgs {
+    /// The scheduler, HOST:PORT.
+    #[arg(long)]
+    pub scheduler: String,
+    #[arg(long, default_value = "0.0.0.0")]
+    pub host: String,
+    /// The name the scheduler, other executors and clients reach this executor by; default: its address.
+    #[arg(long)]
+    pub external_host: Option<String>,
+    /// Arrow Flight port (shuffle data and results).
+    #[arg(long, default_value_t = 50051)]
+    pub port: u16,
+    #[arg(long, default_value_t = 50052)]
+    pub grpc_port: u16,
+    /// HTTP /healthz and /readyz.
+    #[arg(long, default_value_t = 50053)]
+    pub health_port: u16,
+    /// Shuffle files and temporary data.
+    #[arg(long, default_value = "/tmp/revgen-executor")]
+    pub work_dir: String,
+    /// Tasks at once (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    pub concurrent_tasks: usize,
+    /// Seconds between heartbeats to the scheduler.
+    #[arg(long, default_value_t = 60)]
+    pub heartbeat: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// The scheduler's executors and jobs.
+    Status {
+        /// The scheduler: df://HOST[:PORT].
+        #[arg(long)]
+        cluster: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Where the dump is and how to read it.
@@ -70,6 +137,14 @@ pub struct InputArgs {
     /// Write every malformed row here as JSON lines (object, line, reason, raw); it appears when the job ends.
     #[arg(long)]
     pub quarantine: Option<PathBuf>,
+    /// Run the job on a Ballista cluster (`revgen scheduler`, `revgen executor`): df://HOST[:PORT].
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// With --cluster: a directory the executors and this client both reach, for the objects' row counts and
+    /// malformed rows (s3://bucket/tmp, or a shared path). Default: a local temporary directory, which works when
+    /// the executors share this machine's filesystem. `prepare` uses its output's staging area instead.
+    #[arg(long)]
+    pub scratch: Option<String>,
 }
 
 impl InputArgs {

@@ -11,6 +11,8 @@ use anyhow::Context;
 use clap::Parser;
 
 use revgen_jobs::tokens::Gpt2Tokens;
+use revgen_pipeline::cluster::daemon::{self, ExecutorSettings, SchedulerSettings};
+use revgen_pipeline::cluster::{Cluster, RemoteDir};
 use revgen_pipeline::prepare::{PrepareJob, Tokenize};
 use revgen_pipeline::progress::Progress;
 use revgen_pipeline::quarantine::RowLog;
@@ -116,8 +118,52 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             revgen_jobs::training::plot(&args.run, &args.out, &title)?;
             println!("{}", args.out.display());
         }
+        Command::Scheduler(args) => {
+            let settings = SchedulerSettings {
+                host: args.host,
+                port: args.port,
+                external_host: args.external_host,
+                executor_timeout_s: args.executor_timeout,
+                task_max_failures: args.task_max_failures,
+            };
+            daemon_runtime()?.block_on(daemon::run_scheduler(&settings))?;
+        }
+        Command::Executor(args) => {
+            let (scheduler_host, scheduler_port) = match args.scheduler.rsplit_once(':') {
+                Some((host, port)) => (host.to_owned(), port.parse().context("--scheduler HOST:PORT")?),
+                None => (args.scheduler.clone(), 50050),
+            };
+            let settings = ExecutorSettings {
+                scheduler_host,
+                scheduler_port,
+                host: args.host,
+                external_host: args.external_host,
+                port: args.port,
+                grpc_port: args.grpc_port,
+                health_port: args.health_port,
+                work_dir: args.work_dir,
+                concurrent_tasks: args.concurrent_tasks,
+                heartbeat_s: args.heartbeat,
+            };
+            // Shard writers of `prepare --tokenize` tokenize on the executors.
+            let tokenizer = Arc::new(Gpt2Tokens::builtin()) as Arc<dyn Tokenize>;
+            daemon_runtime()?.block_on(daemon::run_executor(&settings, Some(tokenizer)))?;
+        }
+        Command::Cluster(cli::ClusterCommand::Status { cluster, json }) => {
+            let status = runtime()?.block_on(Cluster::parse(&cluster)?.status())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", revgen_pipeline::output::render_cluster(&status));
+            }
+        }
     }
     Ok(())
+}
+
+/// Ballista's binaries run deep plans on threads with 32 MiB stacks; so do ours.
+fn daemon_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().thread_stack_size(32 << 20).enable_all().build()?)
 }
 
 /// `revgen train`. Ctrl-C saves a checkpoint and exits with 130, as a shell expects of an interrupted command.
@@ -158,13 +204,30 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
-/// Opens the dump named by the input flags, with its quarantine.
+/// Opens the dump named by the input flags, with its quarantine, on the cluster if one is named.
 async fn open_reviews(args: &cli::InputArgs) -> anyhow::Result<Reviews> {
     let log = match &args.quarantine {
         Some(path) => RowLog::with_quarantine(path)?,
         None => RowLog::counting(),
     };
-    Ok(Reviews::open(&args.input, &args.store_options(), log).await?)
+    let mut reviews = Reviews::open(&args.input, &args.store_options(), log).await?;
+    if let Some(url) = &args.cluster {
+        let scratch = match &args.scratch {
+            Some(dir) => RemoteDir::new(dir, args.store_options())?,
+            None => {
+                let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
+                let dir = std::env::temp_dir().join(format!("revgen-scratch-{}-{nanos}", std::process::id()));
+                RemoteDir::new(&dir.to_string_lossy(), args.store_options())?
+            }
+        };
+        reviews.on_cluster(Cluster::parse(url)?, scratch)?;
+    }
+    Ok(reviews)
+}
+
+/// A byte-count progress bar for local jobs; on a cluster the job's own progress is shown instead.
+fn scan_progress(reviews: &Reviews, what: &str) -> Option<Progress> {
+    reviews.cluster().is_none().then(|| Progress::start(what, reviews.bytes_read.clone(), reviews.total_bytes))
 }
 
 async fn stats(args: cli::StatsArgs) -> anyhow::Result<()> {
@@ -173,9 +236,9 @@ async fn stats(args: cli::StatsArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.sql {
         config.sql = revgen_pipeline::query::read_sql(path)?;
     }
-    let progress = Progress::start("scanning", reviews.bytes_read.clone(), reviews.total_bytes);
+    let progress = scan_progress(&reviews, "scanning");
     let report = revgen_pipeline::stats::run(&reviews, &config).await;
-    progress.finish();
+    progress.map(Progress::finish);
     let report = report?;
     if let Some(path) = &args.chart {
         let title = format!("Average review length by rating (helpful: >= {} helpful votes)", report.min_helpful);
@@ -187,9 +250,9 @@ async fn stats(args: cli::StatsArgs) -> anyhow::Result<()> {
 
 async fn sql(args: cli::SqlArgs) -> anyhow::Result<()> {
     let reviews = open_reviews(&args.input).await?;
-    let progress = Progress::start("scanning", reviews.bytes_read.clone(), reviews.total_bytes);
+    let progress = scan_progress(&reviews, "scanning");
     let batches = reviews.sql(&args.query, &Params::default()).await;
-    progress.finish();
+    progress.map(Progress::finish);
     let batches = batches?;
     let quarantine = reviews.log.finish()?;
     print!("{}", revgen_pipeline::output::render_batches(&batches, args.format)?);
@@ -222,11 +285,17 @@ async fn prepare(args: cli::PrepareArgs) -> anyhow::Result<()> {
         None => revgen_pipeline::prepare::PREPARE_SQL.to_owned(),
     };
     let store = args.input.store_options();
-    let job = PrepareJob::open(&args.input.input, &store, &args.output, args.overwrite, args.config(), sql).await?;
+    let mut job = PrepareJob::open(&args.input.input, &store, &args.output, args.overwrite, args.config(), sql).await?;
+    if let Some(url) = &args.input.cluster {
+        if args.input.scratch.is_some() {
+            anyhow::bail!("prepare on a cluster uses its output's staging area; --scratch is for stats and sql");
+        }
+        job.on_cluster(Cluster::parse(url)?)?;
+    }
     let tokenizer = args.tokenize.then(|| Arc::new(Gpt2Tokens::builtin()) as Arc<dyn Tokenize>);
-    let progress = Progress::start("preparing", job.reviews.bytes_read.clone(), job.reviews.total_bytes);
+    let progress = scan_progress(&job.reviews, "preparing");
     let report = job.run(tokenizer).await;
-    progress.finish();
+    progress.map(Progress::finish);
     let report = report?;
     if args.json {
         std::io::stdout().write_all(&report.manifest.to_json())?;

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
@@ -27,7 +27,7 @@ pub const COLUMNS: [&str; 15] = [
 ];
 
 /// Why a row of the dump is malformed. Readers quarantine such rows under these reasons; `synth` plants them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Malformed {
     /// Not 15 tab-separated fields (a TSV line), or not a complete JSON object (a JSON line).

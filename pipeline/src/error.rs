@@ -69,6 +69,8 @@ pub enum Error {
     Unbalanced { reason: String },
     #[error("invalid setting {name}: {reason}")]
     InvalidSetting { name: &'static str, reason: String },
+    #[error("cluster {url}: {reason}")]
+    Cluster { url: String, reason: String },
 }
 
 impl Error {

@@ -11,6 +11,7 @@
 
 pub mod batch;
 pub mod chart;
+pub mod cluster;
 mod decode;
 pub mod dump;
 mod error;

@@ -12,13 +12,13 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::dump::Malformed;
 use crate::{Error, Result};
 
 /// Row counts of one object, or of a whole job.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RowCounts {
     pub rows_read: u64,
     pub valid: u64,
@@ -122,6 +122,20 @@ impl RowLog {
             .and_then(|()| sink.file.write_all(b"\n"));
         match written {
             Ok(()) => sink.rows += 1,
+            Err(e) if inner.error.is_none() => inner.error = Some(format!("{}: {e}", sink.tmp.display())),
+            Err(_) => {}
+        }
+    }
+
+    /// Appends quarantine lines that another process wrote (JSON lines, as [`RowLog::quarantine`] writes them):
+    /// the rows that a cluster's executors quarantined, gathered by the client.
+    pub fn append_quarantined(&self, jsonl: &[u8]) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let Some(sink) = inner.sink.as_mut() else { return };
+        let rows = jsonl.iter().filter(|&&b| b == b'\n').count() as u64;
+        match sink.file.write_all(jsonl) {
+            Ok(()) => sink.rows += rows,
             Err(e) if inner.error.is_none() => inner.error = Some(format!("{}: {e}", sink.tmp.display())),
             Err(_) => {}
         }

@@ -14,10 +14,13 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ParamValues;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 use serde::Serialize;
 
+use crate::cluster::client::JobProgress;
+use crate::cluster::{Cluster, RemoteDir};
 use crate::decode::BytesRead;
 use crate::dump::COLUMNS;
 use crate::quarantine::{RowCounts, RowLog};
@@ -46,6 +49,15 @@ pub struct Reviews {
     /// Bytes read so far over all inputs, against [`Reviews::total_bytes`].
     pub bytes_read: BytesRead,
     pub total_bytes: u64,
+    table: ReviewsTable,
+    cluster: Option<ClusterRun>,
+}
+
+/// A dump whose queries run on a cluster.
+struct ClusterRun {
+    cluster: Cluster,
+    /// Where the executors report each object's rows.
+    rows: RemoteDir,
 }
 
 impl Reviews {
@@ -82,14 +94,64 @@ impl Reviews {
         let total_bytes = inputs.iter().map(|i| i.size).sum();
         let bytes_read = BytesRead::default();
         let table = ReviewsTable::new(inputs, log.clone(), Arc::clone(&bytes_read));
-        ctx.register_table("reviews", Arc::new(table)).expect("a fresh session has no table named reviews");
-        Reviews { ctx, inputs: summaries, log, bytes_read, total_bytes }
+        ctx.register_table("reviews", Arc::new(table.clone())).expect("a fresh session has no table named reviews");
+        Reviews { ctx, inputs: summaries, log, bytes_read, total_bytes, table, cluster: None }
+    }
+
+    /// Runs this dump's queries on `cluster` from now on. `scratch` is a directory that the executors write each
+    /// object's row counts and quarantined rows to, and this process reads them from.
+    pub fn on_cluster(&mut self, cluster: Cluster, scratch: RemoteDir) -> Result<()> {
+        let rows = scratch.join("rows");
+        let table = self.table.clone().reporting_rows(rows.clone());
+        self.ctx.deregister_table("reviews").map_err(df_err("replacing the reviews table"))?;
+        self.ctx.register_table("reviews", Arc::new(table)).map_err(df_err("replacing the reviews table"))?;
+        // One task per input object at least: the first stage of a job is the scan, and objects are its unit.
+        let state = self.ctx.state_ref();
+        let mut state = state.write();
+        let options = state.config_mut().options_mut();
+        options.execution.target_partitions = options.execution.target_partitions.max(self.inputs.len());
+        drop(state);
+        self.cluster = Some(ClusterRun { cluster, rows });
+        Ok(())
+    }
+
+    /// Whether queries run on a cluster (their progress is the job's, not the bytes read here).
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_ref().map(|c| &c.cluster)
+    }
+
+    /// Runs a physical plan of this session, here or on the cluster, and collects its result. On a cluster the
+    /// row counts of the objects read come back into [`Reviews::log`] before this returns.
+    pub async fn collect(&self, plan: Arc<dyn ExecutionPlan>, job: &str) -> Result<Vec<RecordBatch>> {
+        let Some(run) = &self.cluster else {
+            return datafusion::physical_plan::collect(plan, self.ctx.task_ctx())
+                .await
+                .map_err(df_err(&format!("running the {job} job")));
+        };
+        let mut progress = |p: &JobProgress| {
+            eprintln!(
+                "{}: job {} {} (stages {}/{}, {}%)",
+                run.cluster.url, p.job_id, p.status, p.completed_stages, p.num_stages, p.percent_complete
+            );
+        };
+        let result = run.cluster.collect(plan, &self.ctx.copied_config(), job, &mut progress).await;
+        let batches = match result {
+            Ok((batches, _)) => batches,
+            Err(e) => {
+                let _ = run.rows.remove().await;
+                return Err(e);
+            }
+        };
+        let objects: Vec<String> = self.inputs.iter().map(|i| i.url.clone()).collect();
+        run.rows.gather(&objects, &self.log).await?;
+        Ok(batches)
     }
 
     /// Runs one SQL statement and collects its result.
     pub async fn sql(&self, sql: &str, params: &Params) -> Result<Vec<RecordBatch>> {
         let frame = self.dataframe(sql, params).await?;
-        frame.collect().await.map_err(df_err("running the query"))
+        let plan = frame.create_physical_plan().await.map_err(df_err("planning the query"))?;
+        self.collect(plan, "sql").await
     }
 
     /// Plans one SQL statement with its parameters bound.

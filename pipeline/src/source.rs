@@ -14,14 +14,14 @@ use object_store::http::HttpBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, ObjectStoreScheme};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::{Error, Result};
 
 /// How to reach object stores. Credentials are never flags: they come from the usual environment variables
 /// (`AWS_*`, `GOOGLE_*`, `AZURE_*`), so they never show up in a process list or a job spec.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct StoreOptions {
     /// An S3-compatible endpoint, such as `http://127.0.0.1:5000` for a local server. `AWS_ENDPOINT_URL` also works.
     pub endpoint: Option<String>,
@@ -33,7 +33,7 @@ pub struct StoreOptions {
 
 /// The file formats of the dump, told from an object's name. Gzip is separate: `.tsv.gz` and `.json.gz` are the
 /// same formats, compressed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// AWS `amazon_reviews_us_*.tsv`: tab-separated, a header line, no quoting or escaping at all.

@@ -22,6 +22,7 @@ use datafusion::physical_plan::{
 use tokio::runtime::Handle;
 
 use crate::batch;
+use crate::cluster::rows::RowsReport;
 use crate::decode::{self, BytesRead};
 use crate::quarantine::RowLog;
 use crate::source::Input;
@@ -29,9 +30,12 @@ use crate::source::Input;
 /// The inputs of a job as a table.
 #[derive(Clone)]
 pub struct ReviewsTable {
-    inputs: Arc<Vec<Input>>,
+    pub(crate) inputs: Arc<Vec<Input>>,
     log: RowLog,
     bytes_read: BytesRead,
+    /// On a cluster: where each object's row counts and quarantined rows go, since the scan runs in an executor
+    /// process whose [`RowLog`] the client never sees.
+    pub(crate) rows_report: Option<RowsReport>,
 }
 
 impl fmt::Debug for ReviewsTable {
@@ -42,7 +46,12 @@ impl fmt::Debug for ReviewsTable {
 
 impl ReviewsTable {
     pub fn new(inputs: Vec<Input>, log: RowLog, bytes_read: BytesRead) -> Self {
-        ReviewsTable { inputs: Arc::new(inputs), log, bytes_read }
+        ReviewsTable { inputs: Arc::new(inputs), log, bytes_read, rows_report: None }
+    }
+
+    /// The table as a cluster runs it: each object's counts and quarantined rows are reported to `report`.
+    pub fn reporting_rows(self, report: RowsReport) -> Self {
+        ReviewsTable { rows_report: Some(report), ..self }
     }
 }
 
@@ -73,16 +82,21 @@ impl TableProvider for ReviewsTable {
 /// keeps the bookkeeping of line numbers exact. Objects are spread over partitions by size, largest first.
 #[derive(Debug)]
 pub struct ReviewsScan {
-    table: ReviewsTable,
-    projection: Vec<usize>,
+    pub(crate) table: ReviewsTable,
+    pub(crate) projection: Vec<usize>,
     /// Input indexes read by each partition, in order.
-    groups: Vec<Vec<usize>>,
+    pub(crate) groups: Vec<Vec<usize>>,
     properties: Arc<PlanProperties>,
 }
 
 impl ReviewsScan {
     fn new(table: ReviewsTable, projection: Vec<usize>, max_partitions: usize) -> Self {
         let groups = balance(&table.inputs, max_partitions);
+        Self::with_groups(table, projection, groups)
+    }
+
+    /// A scan with its partitions given (a plan decoded in another process).
+    pub(crate) fn with_groups(table: ReviewsTable, projection: Vec<usize>, groups: Vec<Vec<usize>>) -> Self {
         let schema = Arc::new(batch::schema().project(&projection).expect("projection from DataFusion"));
         let properties = PlanProperties::new(
             EquivalenceProperties::new(schema),
@@ -161,15 +175,22 @@ impl ExecutionPlan for ReviewsScan {
         let handle = Handle::current();
         builder.spawn_blocking(move || {
             let mut emit = |batch| tx.blocking_send(Ok(batch)).is_ok();
+            let external = |e: crate::Error| DataFusionError::External(Box::new(e));
             for i in group {
+                let input = &table.inputs[i];
+                // On a cluster each object gets a log of its own, reported when the object is done.
+                let reported = table.rows_report.as_ref().map(|r| r.object_log(i)).transpose().map_err(external)?;
                 let mut sink = decode::Sink {
                     handle: &handle,
-                    log: &table.log,
+                    log: reported.as_ref().map_or(&table.log, |(log, _)| log),
                     bytes_read: &table.bytes_read,
                     projection: &projection,
                     emit: &mut emit,
                 };
-                decode::read(&table.inputs[i], &mut sink).map_err(|e| DataFusionError::External(Box::new(e)))?;
+                decode::read(input, &mut sink).map_err(external)?;
+                if let (Some(report), Some((log, _))) = (&table.rows_report, &reported) {
+                    report.put_object(&handle, i, &input.url, log).map_err(external)?;
+                }
                 if tx.is_closed() {
                     break;
                 }

@@ -2,6 +2,7 @@
 //! would otherwise link the full stack again); the modules below are its parts.
 
 mod cli;
+mod cluster;
 mod model;
 mod prepare;
 mod stats;

@@ -15,6 +15,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::io::AsyncWriteExt;
 use url::Url;
 
+use crate::cluster::RemoteDir;
 use crate::source::{self, StoreOptions};
 use crate::{Error, Result};
 
@@ -46,6 +47,9 @@ pub struct Destination {
     pub url: String,
     target: Target,
     staging: PathBuf,
+    options: StoreOptions,
+    /// A cluster job's staging prefix beside an object-store output, which executors upload shards to.
+    remote_staging: Option<String>,
     /// Output files already there (with `--overwrite`): replaced or removed at commit.
     existing: Vec<String>,
     committed: bool,
@@ -68,12 +72,21 @@ impl Destination {
         } else {
             let dir = PathBuf::from(spec.strip_prefix("file://").unwrap_or(spec));
             fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+            // Absolute: a cluster's executors write into its staging directory from their own working directories.
+            let dir = std::path::absolute(&dir).map_err(Error::io(&dir))?;
             remove_stale_staging(&dir);
             let staging = dir.join(format!("{STAGING_PREFIX}{}", std::process::id()));
             (Target::Local(dir), staging)
         };
-        let mut destination =
-            Destination { url: spec.to_owned(), target, staging, existing: Vec::new(), committed: false };
+        let mut destination = Destination {
+            url: spec.to_owned(),
+            target,
+            staging,
+            options: options.clone(),
+            remote_staging: None,
+            existing: Vec::new(),
+            committed: false,
+        };
         destination.existing = destination.list_outputs().await?;
         if !destination.existing.is_empty() && !overwrite {
             let shown: Vec<&str> = destination.existing.iter().take(3).map(String::as_str).collect();
@@ -92,6 +105,22 @@ impl Destination {
     /// The local directory the writers write into.
     pub fn staging(&self) -> &Path {
         &self.staging
+    }
+
+    /// Where a cluster job's executors write: for a local output its staging directory itself (so every machine
+    /// of the cluster must mount the output's filesystem), for an object-store output a hidden staging prefix
+    /// beside it. Returns that directory and, for object stores, the prefix that shard writers upload to.
+    pub fn cluster_staging(&mut self) -> Result<(RemoteDir, Option<RemoteDir>)> {
+        match &self.target {
+            Target::Local(_) => Ok((RemoteDir::new(&self.staging.to_string_lossy(), self.options.clone())?, None)),
+            Target::Remote { .. } => {
+                let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                let name = format!("{STAGING_PREFIX}{}-{}", std::process::id(), nanos.as_nanos());
+                let dir = RemoteDir::new(&format!("{}/{name}", self.url.trim_end_matches('/')), self.options.clone())?;
+                self.remote_staging = Some(name);
+                Ok((dir.clone(), Some(dir)))
+            }
+        }
     }
 
     /// Moves the staged `files` into place, removes earlier output that this run did not replace, then writes the
@@ -124,8 +153,23 @@ impl Destination {
                         .await
                         .map_err(|source| Error::ObjectStore { url: url(MANIFEST), source })?;
                 }
+                // Files staged here are uploaded; the ones a cluster's executors staged beside the output are copied
+                // within the store (a copy also appears whole or not at all).
+                let staged_remotely = |name: &str| -> Option<ObjectPath> {
+                    let dir = self.remote_staging.as_ref()?;
+                    (!self.staging.join(name).exists()).then(|| prefix.clone().join(dir.as_str()).join(name))
+                };
+                let (staging, key, url, staged_remotely) = (&self.staging, &key, &url, &staged_remotely);
                 futures::stream::iter(files)
-                    .map(|name| upload(store, self.staging.join(name), key(name), url(name)))
+                    .map(|name| async move {
+                        match staged_remotely(name) {
+                            Some(from) => store
+                                .copy(&from, &key(name))
+                                .await
+                                .map_err(|source| Error::ObjectStore { url: url(name), source }),
+                            None => upload(store, staging.join(name), key(name), url(name)).await,
+                        }
+                    })
                     .buffer_unordered(4)
                     .try_collect::<Vec<()>>()
                     .await?;
@@ -136,6 +180,9 @@ impl Destination {
                     .put(&key(MANIFEST), PutPayload::from(manifest.to_vec()))
                     .await
                     .map_err(|source| Error::ObjectStore { url: url(MANIFEST), source })?;
+                if let Some(dir) = &self.remote_staging {
+                    RemoteDir::new(&url(dir), self.options.clone())?.remove().await?;
+                }
             }
         }
         self.committed = true;

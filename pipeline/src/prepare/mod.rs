@@ -14,12 +14,12 @@
 
 pub mod destination;
 pub mod manifest;
-mod shard;
-mod tally;
+pub(crate) mod shard;
+pub(crate) mod tally;
 pub mod template;
 pub mod text;
 pub mod tokens;
-mod udf;
+pub(crate) mod udf;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -31,9 +31,9 @@ use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{Int32Type, UInt64Type};
 use datafusion::physical_expr::expressions::col;
 use datafusion::physical_expr::{LexOrdering, Partitioning, PhysicalSortExpr};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
-use datafusion::physical_plan::{ExecutionPlan, collect};
 use serde::{Deserialize, Serialize};
 
 pub use self::destination::Destination;
@@ -43,6 +43,7 @@ use self::shard::{ShardOptions, ShardWriterExec, WrittenFile, shard_name};
 pub use self::template::DEFAULT_TEMPLATE;
 pub use self::tokens::Tokenize;
 pub use self::udf::review_key;
+use crate::cluster::{Cluster, RemoteDir};
 use crate::quarantine::RowLog;
 use crate::query::{Params, Reviews};
 use crate::source::StoreOptions;
@@ -177,6 +178,8 @@ pub struct PrepareJob {
     pub destination: Destination,
     config: PrepareConfig,
     sql: String,
+    /// On a cluster with an object-store output: where the executors upload finished shards.
+    shard_upload: Option<RemoteDir>,
 }
 
 /// What a job did.
@@ -203,7 +206,15 @@ impl PrepareJob {
         let log = RowLog::with_quarantine(&destination.staging().join(destination::QUARANTINE))?;
         let reviews = Reviews::open(specs, store, log).await?;
         udf::register(&reviews.ctx);
-        Ok(PrepareJob { reviews, destination, config, sql })
+        Ok(PrepareJob { reviews, destination, config, sql, shard_upload: None })
+    }
+
+    /// Runs the job on `cluster`: the executors write the shards (see [`Destination::cluster_staging`]).
+    pub fn on_cluster(&mut self, cluster: Cluster) -> Result<()> {
+        let (staging, upload) = self.destination.cluster_staging()?;
+        self.reviews.on_cluster(cluster, staging)?;
+        self.shard_upload = upload;
+        Ok(())
     }
 
     /// Runs the job and commits its output. `tokenizer` is required with `tokenize`.
@@ -221,12 +232,10 @@ impl PrepareJob {
             shards: self.config.shards,
             parquet: self.config.parquet,
             tokenizer: tokenizer.clone(),
+            upload: self.shard_upload.clone(),
         };
         let plan = self.plan(&sql, &params, options.clone()).await?;
-        let batches = collect(plan, self.reviews.ctx.task_ctx()).await.map_err(|source| Error::DataFusion {
-            context: "running the prepare job".into(),
-            source: Box::new(source),
-        })?;
+        let batches = self.reviews.collect(plan, "prepare").await?;
         let mut result = WriterResult::read(&batches);
 
         // Every shard of `-of-N` exists, empty or not.

@@ -34,6 +34,7 @@ use tokio::runtime::Handle;
 
 use super::tally::{COUNT, DROPPED};
 use super::tokens::{TokenWriter, Tokenize};
+use crate::cluster::RemoteDir;
 use crate::{Error, Result};
 
 /// What to write besides the text shards.
@@ -44,6 +45,9 @@ pub struct ShardOptions {
     pub shards: u32,
     pub parquet: bool,
     pub tokenizer: Option<Arc<dyn Tokenize>>,
+    /// On a cluster whose output is in object storage: each finished shard file is uploaded here (the job's
+    /// staging prefix) and its local copy in `staging` removed.
+    pub upload: Option<RemoteDir>,
 }
 
 impl fmt::Debug for ShardOptions {
@@ -53,6 +57,7 @@ impl fmt::Debug for ShardOptions {
             .field("shards", &self.shards)
             .field("parquet", &self.parquet)
             .field("tokenize", &self.tokenizer.as_ref().map(|t| t.name()))
+            .field("upload", &self.upload.as_ref().map(|u| &u.url))
             .finish()
     }
 }
@@ -117,6 +122,10 @@ impl ShardWriterExec {
         );
         Ok(ShardWriterExec { input, options, properties: Arc::new(properties) })
     }
+
+    pub fn options(&self) -> &ShardOptions {
+        &self.options
+    }
 }
 
 impl DisplayAs for ShardWriterExec {
@@ -165,7 +174,7 @@ impl ExecutionPlan for ShardWriterExec {
             while let Some(batch) = handle.block_on(input.next()) {
                 writer.write_batch(&batch?).map_err(external)?;
             }
-            let result = writer.finish().map_err(external)?;
+            let result = writer.finish(&handle).map_err(external)?;
             let _ = tx.blocking_send(Ok(result));
             Ok(())
         });
@@ -264,10 +273,17 @@ impl PartitionWriter {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<RecordBatch> {
+    fn finish(mut self, runtime: &Handle) -> Result<RecordBatch> {
         self.close()?;
         for handle in self.syncs.drain(..) {
             handle.join().expect("a sync thread does not panic")?;
+        }
+        if let Some(dir) = &self.options.upload {
+            for f in &self.written {
+                let local = self.options.staging.join(&f.file);
+                runtime.block_on(dir.upload(&local, &f.file))?;
+                std::fs::remove_file(&local).map_err(Error::io(&local))?;
+            }
         }
         let mut rows = ResultRows::default();
         for f in &self.written {

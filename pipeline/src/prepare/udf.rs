@@ -17,10 +17,14 @@ use super::text;
 
 /// Registers the functions on a session.
 pub fn register(ctx: &SessionContext) {
-    ctx.register_udf(key_udf());
-    ctx.register_udf(record_hash_udf());
-    ctx.register_udf(text_udf("review_text", text::clean));
-    ctx.register_udf(text_udf("one_line", text::one_line));
+    for f in all() {
+        ctx.register_udf(f);
+    }
+}
+
+/// Every function of ours (executors look them up by name: `cluster::codec`).
+pub fn all() -> Vec<ScalarUDF> {
+    vec![key_udf(), record_hash_udf(), text_udf("review_text", text::clean), text_udf("one_line", text::one_line)]
 }
 
 /// A stable hash of a review id: FNV-1a over its bytes, then mixed with the seed by SplitMix64's finaliser so

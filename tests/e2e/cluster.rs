@@ -1,0 +1,343 @@
+//! `--cluster`: stats and prepare on a real Ballista cluster of `revgen scheduler` and two `revgen executor`
+//! processes on 127.0.0.1, from local files and from the S3 test server, against the local in-process run;
+//! executor loss (SIGKILL mid-job) and an unreachable scheduler.
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use object_store::ObjectStoreExt;
+use revgen_pipeline::source::StoreOptions;
+use serde_json::Value;
+
+use crate::support::{revgen, run_err, run_ok};
+
+/// A scheduler and its executors, killed on drop.
+struct TestCluster {
+    url: String,
+    port: u16,
+    scheduler: Child,
+    executors: Vec<Child>,
+    logs: PathBuf,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn spawn(dir: &Path, logs: &Path, name: &str, args: &[String]) -> Child {
+    let log = fs::File::create(logs.join(format!("{name}.log"))).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_revgen"))
+        .current_dir(dir)
+        .args(args)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start revgen")
+}
+
+impl TestCluster {
+    /// A scheduler that declares an executor lost after 6 s without a heartbeat, and `n` executors with a
+    /// heartbeat every 2 s, one task at a time each, and work directories of their own.
+    fn start(dir: &Path, n: usize) -> Self {
+        let logs = dir.join("cluster-logs");
+        fs::create_dir_all(&logs).unwrap();
+        let port = free_port();
+        let scheduler_args =
+            ["scheduler", "--host", "127.0.0.1", "--port", &port.to_string(), "--executor-timeout", "6"];
+        let scheduler = spawn(dir, &logs, "scheduler", &scheduler_args.map(str::to_owned));
+        let mut cluster =
+            TestCluster { url: format!("df://127.0.0.1:{port}"), port, scheduler, executors: Vec::new(), logs };
+        for i in 0..n {
+            let work = dir.join(format!("executor-{i}"));
+            let args: Vec<String> = [
+                "executor",
+                "--scheduler",
+                &format!("127.0.0.1:{port}"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &free_port().to_string(),
+                "--grpc-port",
+                &free_port().to_string(),
+                "--health-port",
+                &free_port().to_string(),
+                "--work-dir",
+                work.to_str().unwrap(),
+                "--concurrent-tasks",
+                "1",
+                "--heartbeat",
+                "2",
+            ]
+            .map(str::to_owned)
+            .into();
+            cluster.executors.push(spawn(dir, &cluster.logs, &format!("executor-{i}"), &args));
+        }
+        cluster.wait_for_executors(dir, n);
+        cluster
+    }
+
+    fn status(&self, dir: &Path) -> Option<Value> {
+        let out = revgen(dir, &["cluster", "status", "--json", "--cluster", &self.url]).output().ok()?;
+        out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
+    }
+
+    fn wait_for_executors(&self, dir: &Path, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if self.status(dir).is_some_and(|s| s["executors"].as_array().is_some_and(|e| e.len() == n)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        panic!("{n} executors did not register within 60 s:\n{}", self.logs());
+    }
+
+    fn logs(&self) -> String {
+        let mut all = String::new();
+        for entry in fs::read_dir(&self.logs).unwrap() {
+            let path = entry.unwrap().path();
+            let text = fs::read_to_string(&path).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            all += &format!("--- {}\n{}\n", path.display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        }
+        all
+    }
+
+    /// A REST call to the scheduler.
+    fn rest(&self, path: &str) -> Value {
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let body = ureq::get(&url).call().unwrap_or_else(|e| panic!("{url}: {e}")).body_mut().read_to_string().unwrap();
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for child in self.executors.iter_mut().chain(std::iter::once(&mut self.scheduler)) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Eight gzipped TSV files of a synthetic dump (one category each, 1% malformed rows) in `dir/dump`.
+fn dump(dir: &Path, rows: usize) -> PathBuf {
+    let out = dir.join("dump");
+    fs::create_dir_all(&out).unwrap();
+    for i in 0..8 {
+        let file = out.join(format!("amazon_reviews_us_Cat{i}_v1_00.tsv.gz"));
+        let args = ["synth", "--rows", &rows.to_string(), "--seed", &(100 + i).to_string(), "--malformed-rate", "0.01"];
+        run_ok(revgen(dir, &args).arg("--categories").arg(format!("Cat{i}")).arg("--out").arg(&file));
+    }
+    out
+}
+
+/// Stats as JSON, without the timing.
+fn stats(dir: &Path, args: &[&str]) -> Value {
+    let mut report: Value =
+        serde_json::from_str(&run_ok(&mut revgen(dir, &[&["stats", "--format", "json"], args].concat()))).unwrap();
+    report.as_object_mut().unwrap().remove("elapsed_s");
+    report
+}
+
+fn manifest(dir: &Path) -> Value {
+    serde_json::from_slice(&fs::read(dir.join("manifest.json")).expect("manifest.json")).unwrap()
+}
+
+/// What must be equal between two prepare runs of the same input: the shards (names, rows, bytes, sha256), the
+/// counts and the quarantine.
+fn prepared(manifest: &Value) -> Value {
+    serde_json::json!({"shards": manifest["shards"], "counts": manifest["counts"], "quarantine": manifest["quarantine"]})
+}
+
+fn str_arg(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn stats_and_prepare_on_two_executors_equal_the_local_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let input = dump(dir, 1500);
+    let input = str_arg(&input);
+    let cluster = TestCluster::start(dir, 2);
+
+    // Stats, quarantined rows included.
+    let local = stats(dir, &["-i", input, "--quarantine", "local-q.jsonl"]);
+    let remote = stats(dir, &["-i", input, "--quarantine", "remote-q.jsonl", "--cluster", &cluster.url]);
+    assert!(local["counts"]["malformed"].as_u64().unwrap() > 0);
+    let strip_path = |mut v: Value| {
+        v["quarantine"].as_object_mut().unwrap().remove("path");
+        v
+    };
+    assert_eq!(strip_path(local), strip_path(remote.clone()));
+    let lines = |name: &str| {
+        let mut lines: Vec<String> = fs::read_to_string(dir.join(name)).unwrap().lines().map(str::to_owned).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(lines("local-q.jsonl"), lines("remote-q.jsonl"));
+
+    // Prepare: byte-identical shards, with .bin shards tokenized on the executors.
+    let args = ["prepare", "-i", input, "--shards", "3", "--tokenize", "--val-fraction", "0.1"];
+    run_ok(&mut revgen(dir, &[&args[..], &["-o", "local"]].concat()));
+    let out = run_ok(&mut revgen(dir, &[&args[..], &["-o", "remote", "--cluster", &cluster.url]].concat()));
+    assert!(out.contains("manifest.json"), "{out}");
+    assert_eq!(prepared(&manifest(&dir.join("local"))), prepared(&manifest(&dir.join("remote"))));
+    for shard in manifest(&dir.join("remote"))["shards"].as_array().unwrap() {
+        let name = shard["file"].as_str().unwrap();
+        assert_eq!(fs::read(dir.join("local").join(name)).unwrap(), fs::read(dir.join("remote").join(name)).unwrap());
+    }
+    assert!(
+        !fs::read_dir(dir.join("remote")).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with('.'))
+    );
+
+    // The status lists both executors and the finished jobs; the first stage ran one task per file.
+    let status: Value =
+        serde_json::from_str(&run_ok(&mut revgen(dir, &["cluster", "status", "--json", "--cluster", &cluster.url])))
+            .unwrap();
+    assert_eq!(status["executors"].as_array().unwrap().len(), 2, "{status}");
+    let jobs = status["jobs"].as_array().unwrap();
+    assert!(jobs.iter().filter(|j| j["status"] == "Completed").count() >= 2, "{status}");
+    let text = run_ok(&mut revgen(dir, &["cluster", "status", "--cluster", &cluster.url]));
+    assert!(text.contains("executors: 2"), "{text}");
+    let prepare_job = jobs.iter().find(|j| j["job_name"].as_str().unwrap().starts_with("revgen prepare")).unwrap();
+    let stages = cluster.rest(&format!("/api/job/{}/stages", prepare_job["job_id"].as_str().unwrap()));
+    let tasks: Vec<usize> =
+        stages["stages"].as_array().unwrap().iter().map(|s| s["tasks"].as_array().unwrap().len()).collect();
+    assert!(tasks.contains(&8), "one scan task per input file, got tasks per stage {tasks:?}");
+}
+
+#[test]
+fn stats_and_prepare_from_and_to_s3_on_a_cluster() {
+    let endpoint = std::env::var("REVGEN_TEST_S3_ENDPOINT")
+        .expect("REVGEN_TEST_S3_ENDPOINT is not set: run the tests through scripts/test.sh, which starts moto_server");
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let input = dump(dir, 800);
+    let bucket = format!("revgen-cluster-{}", std::process::id());
+    ureq::put(&format!("{endpoint}/{bucket}")).send_empty().expect("create bucket");
+    let options = StoreOptions { endpoint: Some(endpoint.clone()), ..Default::default() };
+    let url = url::Url::parse(&format!("s3://{bucket}/")).unwrap();
+    let (_, store) = revgen_pipeline::source::open_store(&url, &options, url.as_str()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for entry in fs::read_dir(&input).unwrap() {
+        let path = entry.unwrap().path();
+        let key = object_store::path::Path::from(format!("dump/{}", path.file_name().unwrap().to_string_lossy()));
+        runtime.block_on(store.put(&key, fs::read(&path).unwrap().into())).unwrap();
+    }
+    let cluster = TestCluster::start(dir, 2);
+    let s3_input = format!("s3://{bucket}/dump/");
+    let s3 = ["--endpoint", endpoint.as_str()];
+
+    let local = stats(dir, &["-i", str_arg(&input)]);
+    let scratch = format!("s3://{bucket}/scratch");
+    let remote = stats(dir, &[&["-i", &s3_input, "--cluster", &cluster.url, "--scratch", &scratch], &s3[..]].concat());
+    assert_eq!(local["stats"], remote["stats"]);
+    assert_eq!(local["counts"], remote["counts"]);
+
+    run_ok(&mut revgen(dir, &["prepare", "-i", str_arg(&input), "--shards", "2", "-o", "local"]));
+    let output = format!("s3://{bucket}/prepared");
+    let args = ["prepare", "-i", &s3_input, "--shards", "2", "-o", &output, "--cluster", &cluster.url];
+    run_ok(&mut revgen(dir, &[&args[..], &s3[..]].concat()));
+    let get = |key: &str| -> Vec<u8> {
+        let key = object_store::path::Path::from(key);
+        runtime
+            .block_on(async { store.get(&key).await?.bytes().await })
+            .unwrap_or_else(|e| panic!("{key}: {e}"))
+            .to_vec()
+    };
+    let remote: Value = serde_json::from_slice(&get("prepared/manifest.json")).unwrap();
+    let local_manifest = manifest(&dir.join("local"));
+    assert_eq!(remote["shards"], local_manifest["shards"]);
+    assert_eq!(remote["counts"], local_manifest["counts"]);
+    for shard in remote["shards"].as_array().unwrap() {
+        let name = shard["file"].as_str().unwrap();
+        assert_eq!(get(&format!("prepared/{name}")), fs::read(dir.join("local").join(name)).unwrap(), "{name}");
+    }
+    // Nothing is left of the staging prefix or the scratch directory.
+    let listed: Vec<String> = runtime
+        .block_on(futures::TryStreamExt::try_collect::<Vec<_>>(store.list(None)))
+        .unwrap()
+        .into_iter()
+        .map(|m| m.location.to_string())
+        .filter(|k| !k.starts_with("dump/"))
+        .collect();
+    assert!(listed.iter().all(|k| k.starts_with("prepared/") && !k.contains(".revgen-staging")), "{listed:?}");
+
+    // Credentials reach the executors through their environment, never through the job: the scheduler's REST API
+    // shows each job's settings.
+    let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap();
+    for job in cluster.rest("/api/jobs").as_array().unwrap() {
+        let config = cluster.rest(&format!("/api/job/{}/config", job["job_id"].as_str().unwrap()));
+        let text = config.to_string();
+        assert!(!text.to_lowercase().contains("secret"), "{text}");
+        assert!(config.as_object().unwrap().values().all(|v| v.as_str() != Some(secret.as_str())), "{text}");
+    }
+}
+
+/// An executor killed (SIGKILL) while a prepare job runs. Ballista reruns the lost executor's tasks on the other
+/// one (its shuffle output is lost too, so the stages that read it run again): the job completes with the same
+/// shards. Should it fail instead, nothing that looks complete may be left.
+#[test]
+fn prepare_survives_the_loss_of_an_executor() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let input = dump(dir, 6000);
+    let input = str_arg(&input);
+    let args = ["prepare", "-i", input, "--shards", "2", "--tokenize"];
+    run_ok(&mut revgen(dir, &[&args[..], &["-o", "local"]].concat()));
+
+    let mut cluster = TestCluster::start(dir, 2);
+    let mut job = revgen(dir, &[&args[..], &["-o", "remote", "--cluster", &cluster.url]].concat())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill an executor once the job is running.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let running =
+            cluster.status(dir).is_some_and(|s| s["jobs"].as_array().unwrap().iter().any(|j| j["status"] == "Running"));
+        if running {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job did not start:\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.executors[0].kill().unwrap();
+    cluster.executors[0].wait().unwrap();
+
+    let out = job.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let remote = dir.join("remote");
+    if out.status.success() {
+        assert_eq!(prepared(&manifest(&dir.join("local"))), prepared(&manifest(&remote)), "{stderr}");
+    } else {
+        assert!(stderr.contains("failed"), "{stderr}");
+        let names: Vec<String> = fs::read_dir(&remote)
+            .map_or(Vec::new(), |d| d.map(|e| e.unwrap().file_name().into_string().unwrap()).collect());
+        assert!(names.iter().all(|n| n.starts_with('.')), "a failed job left {names:?}");
+        panic!("the job failed after losing an executor instead of recovering:\n{stderr}\n{}", cluster.logs());
+    }
+}
+
+#[test]
+fn an_unreachable_scheduler_is_an_error_within_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dump(dir.path(), 50);
+    let port = free_port();
+    let started = Instant::now();
+    let cluster = format!("df://127.0.0.1:{port}");
+    let out = run_err(&mut revgen(dir.path(), &["stats", "-i", str_arg(&input), "--cluster", &cluster]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    assert!(stderr.contains(&cluster) && stderr.contains("does not answer"), "{stderr}");
+    let out = run_err(&mut revgen(dir.path(), &["cluster", "status", "--cluster", &cluster]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not answer"));
+}
