@@ -126,7 +126,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 executor_timeout_s: args.executor_timeout,
                 task_max_failures: args.task_max_failures,
             };
-            daemon_runtime()?.block_on(daemon::run_scheduler(&settings))?;
+            let tokenizer = Arc::new(Gpt2Tokens::builtin()) as Arc<dyn Tokenize>;
+            daemon_runtime()?.block_on(daemon::run_scheduler(&settings, Some(tokenizer)))?;
         }
         Command::Executor(args) => {
             let (scheduler_host, scheduler_port) = match args.scheduler.rsplit_once(':') {

@@ -6,19 +6,23 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, UInt32Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt32Type};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
+use datafusion::physical_plan::ExecutionPlanProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
 };
+use futures::StreamExt;
 use tokio::runtime::Handle;
 
 use crate::batch;
@@ -84,8 +88,14 @@ impl TableProvider for ReviewsTable {
 pub struct ReviewsScan {
     pub(crate) table: ReviewsTable,
     pub(crate) projection: Vec<usize>,
-    /// Input indexes read by each partition, in order.
+    /// Input indexes read by each group, in order.
     pub(crate) groups: Vec<Vec<usize>>,
+    /// On a cluster: the groups that this plan's partitions read, as data: an in-memory scan whose partition `p`
+    /// holds the index of the group that partition `p` reads. Ballista's scheduler gives each task only its own
+    /// partitions of the leaves it knows (such as this in-memory scan), but runs every partition of a leaf it
+    /// does not know (such as this scan without a child) in every task, which would read every object once per
+    /// task. With the child, the scan is not a leaf, and a task's slice of the child is its slice of the groups.
+    selector: Option<Arc<dyn ExecutionPlan>>,
     properties: Arc<PlanProperties>,
 }
 
@@ -95,17 +105,45 @@ impl ReviewsScan {
         Self::with_groups(table, projection, groups)
     }
 
-    /// A scan with its partitions given (a plan decoded in another process).
-    pub(crate) fn with_groups(table: ReviewsTable, projection: Vec<usize>, groups: Vec<Vec<usize>>) -> Self {
+    /// A scan with its groups given; on a cluster (the table reports rows) each partition reads one group.
+    fn with_groups(table: ReviewsTable, projection: Vec<usize>, groups: Vec<Vec<usize>>) -> Self {
+        let selector = table.rows_report.is_some().then(|| group_selector(groups.len()));
+        Self::decoded(table, projection, groups, selector)
+    }
+
+    /// A scan as a plan carries it: its groups, and on a cluster the selector of the groups its partitions read
+    /// (see [`ReviewsScan::selector`]).
+    pub(crate) fn decoded(
+        table: ReviewsTable,
+        projection: Vec<usize>,
+        groups: Vec<Vec<usize>>,
+        selector: Option<Arc<dyn ExecutionPlan>>,
+    ) -> Self {
         let schema = Arc::new(batch::schema().project(&projection).expect("projection from DataFusion"));
+        let partitions = selector.as_ref().map_or(groups.len().max(1), |s| s.output_partitioning().partition_count());
         let properties = PlanProperties::new(
             EquivalenceProperties::new(schema),
-            Partitioning::UnknownPartitioning(groups.len().max(1)),
+            Partitioning::UnknownPartitioning(partitions),
             EmissionType::Incremental,
             Boundedness::Bounded,
         );
-        ReviewsScan { table, projection, groups, properties: Arc::new(properties) }
+        ReviewsScan { table, projection, groups, selector, properties: Arc::new(properties) }
     }
+}
+
+/// `GROUP` (UInt32): the selector's one column.
+const GROUP: &str = "group";
+
+/// An in-memory scan of `groups` partitions, partition `g` holding one row: `g`.
+fn group_selector(groups: usize) -> Arc<dyn ExecutionPlan> {
+    let schema = Arc::new(Schema::new(vec![Field::new(GROUP, DataType::UInt32, false)]));
+    let partitions: Vec<Vec<RecordBatch>> = (0..groups.max(1))
+        .map(|g| {
+            let column: ArrayRef = Arc::new(UInt32Array::from(vec![g as u32]));
+            vec![RecordBatch::try_new(Arc::clone(&schema), vec![column]).expect("one u32 column")]
+        })
+        .collect();
+    MemorySourceConfig::try_new_exec(&partitions, schema, None).expect("an in-memory scan")
 }
 
 /// Splits inputs into at most `max` groups of about equal bytes (longest processing time first).
@@ -135,7 +173,7 @@ impl DisplayAs for ReviewsScan {
             f,
             "ReviewsScan: objects={}, partitions={}, projection=[{}]",
             self.table.inputs.len(),
-            self.groups.len(),
+            self.properties.partitioning.partition_count(),
             columns.join(", ")
         )
     }
@@ -151,7 +189,7 @@ impl ExecutionPlan for ReviewsScan {
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        Vec::new()
+        self.selector.iter().collect()
     }
 
     fn apply_expressions(
@@ -161,44 +199,80 @@ impl ExecutionPlan for ReviewsScan {
         Ok(TreeNodeRecursion::Continue)
     }
 
-    fn with_new_children(self: Arc<Self>, _children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
-        Ok(self)
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        match (&self.selector, <[_; 1]>::try_from(children)) {
+            (None, Err(none)) if none.is_empty() => Ok(self),
+            (Some(_), Ok([selector])) => Ok(Arc::new(ReviewsScan::decoded(
+                self.table.clone(),
+                self.projection.clone(),
+                self.groups.clone(),
+                Some(selector),
+            ))),
+            _ => Err(DataFusionError::Internal("ReviewsScan: wrong number of children".into())),
+        }
     }
 
-    fn execute(&self, partition: usize, _context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
-        let group = self.groups.get(partition).cloned().unwrap_or_default();
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
         let schema = Arc::clone(self.properties.eq_properties.schema());
         let mut builder = RecordBatchReceiverStreamBuilder::new(schema, 2);
         let tx = builder.tx();
         let table = self.table.clone();
         let projection = self.projection.clone();
         let handle = Handle::current();
-        builder.spawn_blocking(move || {
-            let mut emit = |batch| tx.blocking_send(Ok(batch)).is_ok();
-            let external = |e: crate::Error| DataFusionError::External(Box::new(e));
-            for i in group {
-                let input = &table.inputs[i];
-                // On a cluster each object gets a log of its own, reported when the object is done.
-                let reported = table.rows_report.as_ref().map(|r| r.object_log(i)).transpose().map_err(external)?;
-                let mut sink = decode::Sink {
-                    handle: &handle,
-                    log: reported.as_ref().map_or(&table.log, |(log, _)| log),
-                    bytes_read: &table.bytes_read,
-                    projection: &projection,
-                    emit: &mut emit,
-                };
-                decode::read(input, &mut sink).map_err(external)?;
-                if let (Some(report), Some((log, _))) = (&table.rows_report, &reported) {
-                    report.put_object(&handle, i, &input.url, log).map_err(external)?;
-                }
-                if tx.is_closed() {
-                    break;
+        let Some(selector) = &self.selector else {
+            let objects = self.groups.get(partition).cloned().unwrap_or_default();
+            builder.spawn_blocking(move || read_objects(&table, &projection, objects, &handle, &tx));
+            return Ok(builder.build());
+        };
+        let mut selected = selector.execute(partition, context)?;
+        let groups = self.groups.clone();
+        builder.spawn(async move {
+            let mut objects = Vec::new();
+            while let Some(batch) = selected.next().await {
+                let batch = batch?;
+                let ids = batch.column(0).as_primitive::<UInt32Type>();
+                for g in ids.values() {
+                    objects.extend(groups.get(*g as usize).into_iter().flatten().copied());
                 }
             }
-            Ok(())
+            tokio::task::spawn_blocking(move || read_objects(&table, &projection, objects, &handle, &tx))
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?
         });
         Ok(builder.build())
     }
+}
+
+/// Reads `objects` (input indexes) in order into `tx`, on a blocking thread.
+fn read_objects(
+    table: &ReviewsTable,
+    projection: &[usize],
+    objects: Vec<usize>,
+    handle: &Handle,
+    tx: &tokio::sync::mpsc::Sender<DfResult<RecordBatch>>,
+) -> DfResult<()> {
+    let mut emit = |batch| tx.blocking_send(Ok(batch)).is_ok();
+    let external = |e: crate::Error| DataFusionError::External(Box::new(e));
+    for i in objects {
+        let input = &table.inputs[i];
+        // On a cluster each object gets a log of its own, reported when the object is done.
+        let reported = table.rows_report.as_ref().map(|r| r.object_log(i)).transpose().map_err(external)?;
+        let mut sink = decode::Sink {
+            handle,
+            log: reported.as_ref().map_or(&table.log, |(log, _)| log),
+            bytes_read: &table.bytes_read,
+            projection,
+            emit: &mut emit,
+        };
+        decode::read(input, &mut sink).map_err(external)?;
+        if let (Some(report), Some((log, _))) = (&table.rows_report, &reported) {
+            report.put_object(handle, i, &input.url, log).map_err(external)?;
+        }
+        if tx.is_closed() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

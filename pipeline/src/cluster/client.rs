@@ -214,7 +214,13 @@ impl Cluster {
         watcher.abort();
         // The final state, as the scheduler records it.
         if let Ok(Some(job)) = self.job(&name).await {
-            progress(&job);
+            let seen = last.as_ref().is_some_and(|l: &JobProgress| {
+                (&l.status, l.completed_stages, l.percent_complete)
+                    == (&job.status, job.completed_stages, job.percent_complete)
+            });
+            if !seen {
+                progress(&job);
+            }
             last = Some(job);
         }
         let batches = result

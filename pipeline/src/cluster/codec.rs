@@ -142,7 +142,7 @@ impl RevgenCodec {
             inputs.first().cloned().ok_or_else(|| DataFusionError::Internal("a revgen node without its input".into()))
         };
         Ok(match node {
-            Node::Scan(scan) => Arc::new(decode_scan(scan)?),
+            Node::Scan(scan) => Arc::new(decode_scan(scan, inputs.first().cloned())?),
             Node::Tally => Arc::new(TallyExec::try_new(child()?)?),
             Node::ShardWriter(writer) => {
                 let tokenizer = match writer.tokenizer {
@@ -181,7 +181,8 @@ fn task_staging_dir() -> DfResult<PathBuf> {
     Ok(dir)
 }
 
-fn decode_scan(scan: ScanNode) -> DfResult<ReviewsScan> {
+/// The scan, with its group selector (see `ReviewsScan`) as decoded by the framework.
+fn decode_scan(scan: ScanNode, selector: Option<Arc<dyn ExecutionPlan>>) -> DfResult<ReviewsScan> {
     let mut stores = HashMap::new();
     let mut inputs = Vec::with_capacity(scan.inputs.len());
     for i in scan.inputs {
@@ -209,7 +210,7 @@ fn decode_scan(scan: ScanNode) -> DfResult<ReviewsScan> {
     }
     // The executor's own log and progress counter: what the client needs comes back through the rows report.
     let table = ReviewsTable::new(inputs, RowLog::counting(), BytesRead::default()).reporting_rows(scan.rows_report);
-    Ok(ReviewsScan::with_groups(table, scan.projection, scan.groups))
+    Ok(ReviewsScan::decoded(table, scan.projection, scan.groups, selector))
 }
 
 impl PhysicalExtensionCodec for RevgenCodec {

@@ -76,8 +76,9 @@ fn ballista(context: &str) -> impl Fn(ballista_core::error::BallistaError) -> Er
     move |e| Error::Cluster { url: context.to_owned(), reason: e.to_string() }
 }
 
-/// Runs the scheduler until the process ends.
-pub async fn run_scheduler(settings: &SchedulerSettings) -> Result<()> {
+/// Runs the scheduler until the process ends. It decodes every plan it schedules, so it knows the tokenizer that
+/// `prepare --tokenize` plans name, as the executors do.
+pub async fn run_scheduler(settings: &SchedulerSettings, tokenizer: Option<Arc<dyn Tokenize>>) -> Result<()> {
     let addr = address(&settings.host, settings.port)?;
     let config = SchedulerConfig {
         bind_host: settings.host.clone(),
@@ -87,7 +88,7 @@ pub async fn run_scheduler(settings: &SchedulerSettings) -> Result<()> {
         executor_timeout_seconds: settings.executor_timeout_s,
         expire_dead_executor_interval_seconds: settings.executor_timeout_s.clamp(1, 15),
         task_max_failures: settings.task_max_failures,
-        override_physical_codec: Some(codec(None)),
+        override_physical_codec: Some(codec(tokenizer)),
         ..Default::default()
     };
     let context = format!("scheduler {addr}");
