@@ -51,6 +51,7 @@ impl TestCluster {
         let scheduler = spawn(dir, &logs, "scheduler", &scheduler_args.map(str::to_owned));
         let mut cluster =
             TestCluster { url: format!("df://127.0.0.1:{port}"), port, scheduler, executors: Vec::new(), logs };
+        cluster.wait_for_executors(dir, 0);
         for i in 0..n {
             let work = dir.join(format!("executor-{i}"));
             let args: Vec<String> = [
@@ -297,7 +298,7 @@ fn prepare_survives_the_loss_of_an_executor() {
     run_ok(&mut revgen(dir, &[&args[..], &["-o", "local"]].concat()));
 
     let mut cluster = TestCluster::start(dir, 2);
-    let mut job = revgen(dir, &[&args[..], &["-o", "remote", "--cluster", &cluster.url]].concat())
+    let job = revgen(dir, &[&args[..], &["-o", "remote", "--cluster", &cluster.url]].concat())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

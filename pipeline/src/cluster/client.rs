@@ -184,22 +184,17 @@ impl Cluster {
             .set_u64(BALLISTA_CLIENT_GRPC_CONNECT_TIMEOUT_SECONDS, CONNECT_TIMEOUT.as_secs());
         let codec = RevgenCodec::new(None);
         let session_id = format!("revgen-{}", std::process::id());
-        let stream = execute_physical_plan::<PhysicalPlanNode>(
-            self.http(),
-            &session.ballista_config(),
-            plan,
-            &codec,
-            session_id,
-            session,
-        )
-        .await
-        .map_err(|e| self.error(format!("submitting the job: {e}")))?;
-
-        // Follow the job while its result is awaited.
+        // Submission waits for the job (push mode) and then streams the result; the job is followed meanwhile.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let watcher = tokio::spawn(watch(self.clone(), name.clone(), tx));
         let started = Instant::now();
-        let collecting = stream.try_collect::<Vec<RecordBatch>>();
+        let collecting = async {
+            let config = session.ballista_config();
+            let stream =
+                execute_physical_plan::<PhysicalPlanNode>(self.http(), &config, plan, &codec, session_id, session)
+                    .await?;
+            stream.try_collect::<Vec<RecordBatch>>().await
+        };
         tokio::pin!(collecting);
         let mut last = None;
         let result = loop {

@@ -97,9 +97,24 @@ pub async fn run_scheduler(settings: &SchedulerSettings, tokenizer: Option<Arc<d
     start_server(cluster, addr, Arc::new(config)).await.map_err(ballista(&context))
 }
 
+/// How long an executor waits for its scheduler to come up (pods of a cluster start in any order).
+const SCHEDULER_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Runs an executor until Ctrl-C or SIGTERM (running tasks finish first), or until its scheduler is unreachable.
 pub async fn run_executor(settings: &ExecutorSettings, tokenizer: Option<Arc<dyn Tokenize>>) -> Result<()> {
     std::fs::create_dir_all(&settings.work_dir).map_err(Error::io(&settings.work_dir))?;
+    // Ballista's executor tries its scheduler once and gives up; wait for it first, for a bounded time.
+    let scheduler = format!("{}:{}", settings.scheduler_host, settings.scheduler_port);
+    let started = std::time::Instant::now();
+    while tokio::net::TcpStream::connect(&scheduler).await.is_err() {
+        if started.elapsed() > SCHEDULER_WAIT {
+            return Err(Error::Cluster {
+                url: scheduler,
+                reason: format!("no scheduler answered within {} s", SCHEDULER_WAIT.as_secs()),
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
     let config = ExecutorProcessConfig {
         bind_host: settings.host.clone(),
         external_host: settings.external_host.clone(),
