@@ -56,7 +56,7 @@ cluster_up() {
     done
     for _ in $(seq 100); do
         if "$bin" cluster status --cluster "$url" --json 2>/dev/null |
-            python3 -c "import json, sys; sys.exit(len(json.load(sys.stdin)['executors']) != $1)"; then
+            python3 -c "import json, sys; sys.exit(len(json.load(sys.stdin)['executors']) != $1)" 2>/dev/null; then
             return
         fi
         sleep 0.3

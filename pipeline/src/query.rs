@@ -134,9 +134,10 @@ impl Reviews {
                 run.cluster.url, p.job_id, p.status, p.completed_stages, p.num_stages, p.percent_complete
             );
         };
+        let started = std::time::Instant::now();
         let result = run.cluster.collect(plan, &self.ctx.copied_config(), job, &mut progress).await;
-        let batches = match result {
-            Ok((batches, _)) => batches,
+        let (batches, last) = match result {
+            Ok(done) => done,
             Err(e) => {
                 let _ = run.rows.remove().await;
                 return Err(e);
@@ -144,6 +145,17 @@ impl Reviews {
         };
         let objects: Vec<String> = self.inputs.iter().map(|i| i.url.clone()).collect();
         run.rows.gather(&objects, &self.log).await?;
+        if let Some(job) = last {
+            eprintln!(
+                "{}: job {} done in {:.1} s: {} stages, {} objects read, {} result rows",
+                run.cluster.url,
+                job.job_id,
+                started.elapsed().as_secs_f64(),
+                job.num_stages,
+                objects.len(),
+                batches.iter().map(RecordBatch::num_rows).sum::<usize>()
+            );
+        }
         Ok(batches)
     }
 
