@@ -239,7 +239,9 @@ async fn stats(args: cli::StatsArgs) -> anyhow::Result<()> {
     }
     let progress = scan_progress(&reviews, "scanning");
     let report = revgen_pipeline::stats::run(&reviews, &config).await;
-    progress.map(Progress::finish);
+    if let Some(progress) = progress {
+        progress.finish();
+    }
     let report = report?;
     if let Some(path) = &args.chart {
         let title = format!("Average review length by rating (helpful: >= {} helpful votes)", report.min_helpful);
@@ -253,7 +255,9 @@ async fn sql(args: cli::SqlArgs) -> anyhow::Result<()> {
     let reviews = open_reviews(&args.input).await?;
     let progress = scan_progress(&reviews, "scanning");
     let batches = reviews.sql(&args.query, &Params::default()).await;
-    progress.map(Progress::finish);
+    if let Some(progress) = progress {
+        progress.finish();
+    }
     let batches = batches?;
     let quarantine = reviews.log.finish()?;
     print!("{}", revgen_pipeline::output::render_batches(&batches, args.format)?);
@@ -296,7 +300,9 @@ async fn prepare(args: cli::PrepareArgs) -> anyhow::Result<()> {
     let tokenizer = args.tokenize.then(|| Arc::new(Gpt2Tokens::builtin()) as Arc<dyn Tokenize>);
     let progress = scan_progress(&job.reviews, "preparing");
     let report = job.run(tokenizer).await;
-    progress.map(Progress::finish);
+    if let Some(progress) = progress {
+        progress.finish();
+    }
     let report = report?;
     if args.json {
         std::io::stdout().write_all(&report.manifest.to_json())?;

@@ -305,6 +305,31 @@ fn json_rows(batches: &[RecordBatch]) -> Result<Vec<Value>> {
     }
 }
 
+/// `revgen cluster status` as text: the executors, then the jobs.
+pub fn render_cluster(status: &crate::cluster::ClusterStatus) -> String {
+    use std::fmt::Write;
+    let mut out = format!("scheduler {} (Ballista {})\n", status.scheduler, status.version);
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let _ = writeln!(out, "executors: {}", status.executors.len());
+    for e in &status.executors {
+        let seen = e.last_seen.map_or_else(
+            || "never".to_owned(),
+            |t| format!("{:.0} s ago", now_ms.saturating_sub(u128::from(t)) as f64 / 1000.0),
+        );
+        let slots = e.task_slots.map_or_else(|| "?".to_owned(), |n| n.to_string());
+        let _ = writeln!(out, "  {:<38} {}:{:<6} slots {slots:<4} heartbeat {seen}", e.id, e.host, e.port);
+    }
+    let _ = writeln!(out, "jobs: {}", status.jobs.len());
+    for j in &status.jobs {
+        let _ = writeln!(
+            out,
+            "  {:<10} {:<10} stages {}/{} {:>3}%  {}",
+            j.job_id, j.status, j.completed_stages, j.num_stages, j.percent_complete, j.job_name
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -354,29 +379,4 @@ mod tests {
         counts.add_malformed(Malformed::VotesNotNumeric);
         assert_eq!(counts_line(&counts), "rows_read 1,234,568 = valid 1,234,567 + malformed 1 (votes_not_numeric 1)");
     }
-}
-
-/// `revgen cluster status` as text: the executors, then the jobs.
-pub fn render_cluster(status: &crate::cluster::ClusterStatus) -> String {
-    use std::fmt::Write;
-    let mut out = format!("scheduler {} (Ballista {})\n", status.scheduler, status.version);
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    let _ = writeln!(out, "executors: {}", status.executors.len());
-    for e in &status.executors {
-        let seen = e.last_seen.map_or_else(
-            || "never".to_owned(),
-            |t| format!("{:.0} s ago", now_ms.saturating_sub(u128::from(t)) as f64 / 1000.0),
-        );
-        let slots = e.task_slots.map_or_else(|| "?".to_owned(), |n| n.to_string());
-        let _ = writeln!(out, "  {:<38} {}:{:<6} slots {slots:<4} heartbeat {seen}", e.id, e.host, e.port);
-    }
-    let _ = writeln!(out, "jobs: {}", status.jobs.len());
-    for j in &status.jobs {
-        let _ = writeln!(
-            out,
-            "  {:<10} {:<10} stages {}/{} {:>3}%  {}",
-            j.job_id, j.status, j.completed_stages, j.num_stages, j.percent_complete, j.job_name
-        );
-    }
-    out
 }

@@ -19,7 +19,7 @@ use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 use serde::Serialize;
 
-use crate::cluster::client::JobProgress;
+use crate::cluster::client::JobInfo;
 use crate::cluster::{Cluster, RemoteDir};
 use crate::decode::BytesRead;
 use crate::dump::COLUMNS;
@@ -128,7 +128,7 @@ impl Reviews {
                 .await
                 .map_err(df_err(&format!("running the {job} job")));
         };
-        let mut progress = |p: &JobProgress| {
+        let mut progress = |p: &JobInfo| {
             eprintln!(
                 "{}: job {} {} (stages {}/{}, {}%)",
                 run.cluster.url, p.job_id, p.status, p.completed_stages, p.num_stages, p.percent_complete

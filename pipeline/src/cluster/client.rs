@@ -31,16 +31,6 @@ pub struct Cluster {
     port: u16,
 }
 
-/// A job's progress as the scheduler reports it.
-#[derive(Clone, Debug, Serialize)]
-pub struct JobProgress {
-    pub job_id: String,
-    pub status: String,
-    pub completed_stages: u64,
-    pub num_stages: u64,
-    pub percent_complete: u64,
-}
-
 /// What `revgen cluster status` shows.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ClusterStatus {
@@ -60,6 +50,7 @@ pub struct ExecutorInfo {
     pub last_seen: Option<u64>,
 }
 
+/// A job as the scheduler reports it: in `revgen cluster status`, and as a running job's progress.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct JobInfo {
     pub job_id: String,
@@ -148,17 +139,9 @@ impl Cluster {
     }
 
     /// The job named `name`, once the scheduler lists it.
-    async fn job(&self, name: &str) -> Result<Option<JobProgress>> {
+    async fn job(&self, name: &str) -> Result<Option<JobInfo>> {
         let jobs = self.get("/api/jobs").await?;
-        Ok(jobs.as_array().and_then(|list| list.iter().map(job_info).find(|j| j.job_name == name)).map(|j| {
-            JobProgress {
-                job_id: j.job_id,
-                status: j.status,
-                completed_stages: j.completed_stages,
-                num_stages: j.num_stages,
-                percent_complete: j.percent_complete,
-            }
-        }))
+        Ok(jobs.as_array().and_then(|list| list.iter().map(job_info).find(|j| j.job_name == name)))
     }
 
     /// Runs `plan` on the cluster and collects its result. `config` is the session's (batch size, partitions);
@@ -169,8 +152,8 @@ impl Cluster {
         plan: Arc<dyn ExecutionPlan>,
         config: &SessionConfig,
         job: &str,
-        progress: &mut (dyn FnMut(&JobProgress) + Send),
-    ) -> Result<(Vec<RecordBatch>, Option<JobProgress>)> {
+        progress: &mut (dyn FnMut(&JobInfo) + Send),
+    ) -> Result<(Vec<RecordBatch>, Option<JobInfo>)> {
         // A scheduler that is down or unreachable is an error within seconds, not a hang.
         self.version().await?;
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
@@ -209,7 +192,7 @@ impl Cluster {
         watcher.abort();
         // The final state, as the scheduler records it.
         if let Ok(Some(job)) = self.job(&name).await {
-            let seen = last.as_ref().is_some_and(|l: &JobProgress| {
+            let seen = last.as_ref().is_some_and(|l: &JobInfo| {
                 (&l.status, l.completed_stages, l.percent_complete)
                     == (&job.status, job.completed_stages, job.percent_complete)
             });
@@ -225,7 +208,7 @@ impl Cluster {
 }
 
 /// Sends the job's state whenever it changes, until aborted.
-async fn watch(cluster: Cluster, name: String, tx: tokio::sync::mpsc::UnboundedSender<JobProgress>) {
+async fn watch(cluster: Cluster, name: String, tx: tokio::sync::mpsc::UnboundedSender<JobInfo>) {
     let mut last = None;
     loop {
         if let Ok(Some(job)) = cluster.job(&name).await {
