@@ -47,6 +47,14 @@ pub struct ExecutorSettings {
     pub heartbeat_s: u64,
 }
 
+/// Ballista's logs (and DataFusion's, through `log`) on stderr, at `RUST_LOG` (default `info`), as its binaries do.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+}
+
 fn codec(tokenizer: Option<Arc<dyn Tokenize>>) -> Arc<dyn PhysicalExtensionCodec> {
     Arc::new(RevgenCodec::new(tokenizer))
 }
@@ -79,6 +87,7 @@ fn ballista(context: &str) -> impl Fn(ballista_core::error::BallistaError) -> Er
 /// Runs the scheduler until the process ends. It decodes every plan it schedules, so it knows the tokenizer that
 /// `prepare --tokenize` plans name, as the executors do.
 pub async fn run_scheduler(settings: &SchedulerSettings, tokenizer: Option<Arc<dyn Tokenize>>) -> Result<()> {
+    init_logging();
     let addr = address(&settings.host, settings.port)?;
     let config = SchedulerConfig {
         bind_host: settings.host.clone(),
@@ -102,6 +111,7 @@ const SCHEDULER_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Runs an executor until Ctrl-C or SIGTERM (running tasks finish first), or until its scheduler is unreachable.
 pub async fn run_executor(settings: &ExecutorSettings, tokenizer: Option<Arc<dyn Tokenize>>) -> Result<()> {
+    init_logging();
     std::fs::create_dir_all(&settings.work_dir).map_err(Error::io(&settings.work_dir))?;
     // Ballista's executor tries its scheduler once and gives up; wait for it first, for a bounded time.
     let scheduler = format!("{}:{}", settings.scheduler_host, settings.scheduler_port);
