@@ -292,7 +292,7 @@ fn stats_and_prepare_from_and_to_s3_on_a_cluster() {
 fn prepare_survives_the_loss_of_an_executor() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let input = dump(dir, 6000);
+    let input = dump(dir, 30000);
     let input = str_arg(&input);
     let args = ["prepare", "-i", input, "--shards", "2", "--tokenize"];
     run_ok(&mut revgen(dir, &[&args[..], &["-o", "local"]].concat()));
@@ -317,6 +317,14 @@ fn prepare_survives_the_loss_of_an_executor() {
     std::thread::sleep(Duration::from_millis(500));
     cluster.executors[0].kill().unwrap();
     cluster.executors[0].wait().unwrap();
+    // The kill must have hit a running job, or this test shows nothing.
+    let status = cluster.status(dir).expect("the scheduler answers");
+    let running = status["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_name"].as_str().unwrap().starts_with("revgen prepare"));
+    assert_eq!(running.unwrap()["status"], "Running", "the job ended before the executor was killed: {status}");
 
     let out = job.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

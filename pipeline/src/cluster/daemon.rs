@@ -95,7 +95,7 @@ pub async fn run_scheduler(settings: &SchedulerSettings, tokenizer: Option<Arc<d
         external_host: settings.external_host.clone().unwrap_or_else(|| reachable_name(&settings.host)),
         scheduling_policy: TaskSchedulingPolicy::PushStaged,
         executor_timeout_seconds: settings.executor_timeout_s,
-        expire_dead_executor_interval_seconds: settings.executor_timeout_s.clamp(1, 15),
+        expire_dead_executor_interval_seconds: (settings.executor_timeout_s / 2).clamp(1, 15),
         task_max_failures: settings.task_max_failures,
         override_physical_codec: Some(codec(tokenizer)),
         ..Default::default()
