@@ -71,14 +71,8 @@ cluster_down() {
     pids=()
 }
 
-run() {
-    local name=$1
-    shift
-    echo "running $name..." >&2
-    sync
-    /usr/bin/time -f '%e %M' -o "$tmp/$name.time" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" ||
-        { echo "$name failed:" >&2; cat "$tmp/$name.err" >&2; exit 1; }
-}
+# shellcheck source=scripts/bench/run.sh
+source scripts/bench/run.sh
 
 stats=(stats --input "$dump" --format json)
 prepare=(prepare --input "$dump" --shards 8 --json)

@@ -116,32 +116,33 @@ impl Cluster {
 
     pub async fn status(&self) -> Result<ClusterStatus> {
         let version = self.version().await?;
-        let executors = self.get("/api/executors").await?;
-        let jobs = self.get("/api/jobs").await?;
-        let u64_of = |v: &Value, key: &str| v.get(key).and_then(Value::as_u64);
-        let str_of = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let executors: Vec<ExecutorResponse> = self.get_as("/api/executors").await?;
         let executors = executors
-            .as_array()
-            .map(|list| {
-                list.iter()
-                    .map(|e| ExecutorInfo {
-                        id: str_of(e, "id"),
-                        host: str_of(e, "host"),
-                        port: u64_of(e, "port").unwrap_or_default(),
-                        task_slots: e.get("specification").and_then(task_slots),
-                        last_seen: u64_of(e, "last_seen"),
-                    })
-                    .collect()
+            .into_iter()
+            .map(|e| ExecutorInfo {
+                id: e.id,
+                host: e.host,
+                port: e.port,
+                task_slots: e.specification.vcores,
+                last_seen: e.last_seen,
             })
-            .unwrap_or_default();
-        let jobs = jobs.as_array().map(|list| list.iter().map(job_info).collect()).unwrap_or_default();
-        Ok(ClusterStatus { scheduler: self.url.clone(), version, executors, jobs })
+            .collect();
+        Ok(ClusterStatus { scheduler: self.url.clone(), version, executors, jobs: self.jobs().await? })
+    }
+
+    /// The scheduler's jobs (`/api/jobs`, whose fields are [`JobInfo`]'s).
+    async fn jobs(&self) -> Result<Vec<JobInfo>> {
+        self.get_as("/api/jobs").await
     }
 
     /// The job named `name`, once the scheduler lists it.
     async fn job(&self, name: &str) -> Result<Option<JobInfo>> {
-        let jobs = self.get("/api/jobs").await?;
-        Ok(jobs.as_array().and_then(|list| list.iter().map(job_info).find(|j| j.job_name == name)))
+        Ok(self.jobs().await?.into_iter().find(|j| j.job_name == name))
+    }
+
+    /// GETs a path of the REST API into `T`.
+    async fn get_as<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        serde_json::from_value(self.get(path).await?).map_err(|e| self.error(format!("GET {path}: {e}")))
     }
 
     /// Runs `plan` on the cluster and collects its result. `config` is the session's (batch size, partitions);
@@ -222,24 +223,20 @@ async fn watch(cluster: Cluster, name: String, tx: tokio::sync::mpsc::UnboundedS
     }
 }
 
-fn job_info(j: &Value) -> JobInfo {
-    let u64_of = |key: &str| j.get(key).and_then(Value::as_u64).unwrap_or_default();
-    let str_of = |key: &str| j.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
-    JobInfo {
-        job_id: str_of("job_id"),
-        job_name: str_of("job_name"),
-        status: str_of("status"),
-        completed_stages: u64_of("completed_stages"),
-        num_stages: u64_of("num_stages"),
-        percent_complete: u64_of("percent_complete"),
-    }
+/// An executor as `/api/executors` lists it (the fields used here).
+#[derive(Deserialize)]
+struct ExecutorResponse {
+    id: String,
+    host: String,
+    port: u64,
+    last_seen: Option<u64>,
+    specification: ExecutorSpecification,
 }
 
-/// Task slots from an executor's `specification`, whichever shape the scheduler gives it.
-fn task_slots(spec: &Value) -> Option<u64> {
-    spec.get("task_slots")
-        .and_then(Value::as_u64)
-        .or_else(|| spec.get("resources").and_then(|r| r.as_array()?.iter().find_map(|x| x.get("value")?.as_u64())))
+#[derive(Deserialize)]
+struct ExecutorSpecification {
+    /// Task slots (Ballista 55 calls them vcores).
+    vcores: Option<u64>,
 }
 
 #[cfg(test)]
