@@ -5,10 +5,14 @@
 //! malformed`) and, with `--quarantine PATH`, writes each malformed row there as one JSON line. The file is written
 //! under a temporary name and renamed into place when the job finishes, so a killed job never leaves a quarantine
 //! file that looks complete.
+//!
+//! The file lists objects in URL order and each object's rows in line order, whatever order the partitions read
+//! them in, so that a rerun, or the same job on a cluster, writes the same bytes (its sha256 is in the manifest).
+//! Rows are kept per object in part files of a hidden directory next to the file until the job finishes.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -77,10 +81,76 @@ struct LogInner {
 struct Sink {
     path: PathBuf,
     tmp: PathBuf,
-    file: BufWriter<File>,
+    /// Hidden directory of part files, one per object, in the order the objects were first seen.
+    parts_dir: PathBuf,
+    parts: BTreeMap<String, Part>,
+    /// How many part files are open.
+    open: usize,
     rows: u64,
-    /// Set once the file is in place; until then, dropping the sink removes the temporary.
+    /// Set once the file is in place; until then, dropping the sink removes the temporaries.
     done: bool,
+}
+
+/// The quarantined rows of one object.
+struct Part {
+    path: PathBuf,
+    /// Open while rows arrive; closed when too many parts are open (many small objects), reopened to append.
+    file: Option<BufWriter<File>>,
+}
+
+/// More open part files than this are closed (flushed) before another is opened.
+const MAX_OPEN_PARTS: usize = 64;
+
+impl Sink {
+    fn part(&mut self, object: &str) -> io::Result<&mut BufWriter<File>> {
+        if !self.parts.contains_key(object) {
+            let path = self.parts_dir.join(format!("{:06}.jsonl", self.parts.len()));
+            self.parts.insert(object.to_owned(), Part { path, file: None });
+        }
+        if self.parts[object].file.is_none() && self.open >= MAX_OPEN_PARTS {
+            self.close_all()?;
+        }
+        let part = self.parts.get_mut(object).expect("inserted above");
+        if part.file.is_none() {
+            let file = fs::OpenOptions::new().create(true).append(true).open(&part.path)?;
+            part.file = Some(BufWriter::new(file));
+            self.open += 1;
+        }
+        Ok(part.file.as_mut().expect("opened above"))
+    }
+
+    fn close_all(&mut self) -> io::Result<()> {
+        for part in self.parts.values_mut() {
+            if let Some(mut file) = part.file.take() {
+                file.flush()?;
+            }
+        }
+        self.open = 0;
+        Ok(())
+    }
+
+    /// Forgets the rows of `object` written so far (it is being read again).
+    fn restart(&mut self, object: &str) -> io::Result<()> {
+        let Some(part) = self.parts.get_mut(object) else { return Ok(()) };
+        if part.file.take().is_some() {
+            self.open -= 1;
+        }
+        let written = fs::read(&part.path).map(|b| b.iter().filter(|&&b| b == b'\n').count() as u64).unwrap_or(0);
+        self.rows = self.rows.saturating_sub(written);
+        File::create(&part.path).map(drop)
+    }
+
+    /// Concatenates the parts, by object URL, into the temporary file.
+    fn assemble(&mut self) -> Result<()> {
+        self.close_all().map_err(Error::io(&self.parts_dir))?;
+        let mut out = BufWriter::new(File::create(&self.tmp).map_err(Error::io(&self.tmp))?);
+        for part in self.parts.values() {
+            let mut file = File::open(&part.path).map_err(Error::io(&part.path))?;
+            io::copy(&mut file, &mut out).map_err(Error::io(&self.tmp))?;
+        }
+        out.flush().map_err(Error::io(&self.tmp))?;
+        out.get_ref().sync_all().map_err(Error::io(&self.tmp))
+    }
 }
 
 impl RowLog {
@@ -96,14 +166,25 @@ impl RowLog {
         }
         let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
         let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-        let file = BufWriter::new(File::create(&tmp).map_err(Error::io(&tmp))?);
-        let sink = Sink { path: path.to_owned(), tmp, file, rows: 0, done: false };
+        let parts_dir = path.with_file_name(format!(".{name}.parts-{}", std::process::id()));
+        // A dead run with the same pid (a container restarts with pid 1) may have left one behind.
+        let _ = fs::remove_dir_all(&parts_dir);
+        fs::create_dir_all(&parts_dir).map_err(Error::io(&parts_dir))?;
+        let sink =
+            Sink { path: path.to_owned(), tmp, parts_dir, parts: BTreeMap::new(), open: 0, rows: 0, done: false };
         Ok(RowLog { inner: Arc::new(Mutex::new(LogInner { sink: Some(sink), ..Default::default() })) })
     }
 
-    /// Starts the counts of one object afresh (a re-read of the same object replaces its counts).
+    /// Starts the counts and quarantined rows of one object afresh (a re-read of the same object replaces them).
     pub fn start_object(&self, object: &str) {
-        self.lock().per_object.insert(object.to_owned(), RowCounts::default());
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        inner.per_object.insert(object.to_owned(), RowCounts::default());
+        if let Some(sink) = inner.sink.as_mut()
+            && let Err(e) = sink.restart(object)
+        {
+            inner.error.get_or_insert_with(|| format!("{}: {e}", sink.parts_dir.display()));
+        }
     }
 
     /// Adds a reader's counts for an object.
@@ -117,27 +198,30 @@ impl RowLog {
         let mut inner = self.lock();
         let inner = &mut *inner;
         let Some(sink) = inner.sink.as_mut() else { return };
-        let written = serde_json::to_writer(&mut sink.file, row)
-            .map_err(std::io::Error::from)
-            .and_then(|()| sink.file.write_all(b"\n"));
+        let written = sink.part(row.object).and_then(|file| {
+            serde_json::to_writer(&mut *file, row).map_err(io::Error::from)?;
+            file.write_all(b"\n")
+        });
         match written {
             Ok(()) => sink.rows += 1,
-            Err(e) if inner.error.is_none() => inner.error = Some(format!("{}: {e}", sink.tmp.display())),
-            Err(_) => {}
+            Err(e) => {
+                inner.error.get_or_insert_with(|| format!("{}: {e}", sink.parts_dir.display()));
+            }
         }
     }
 
-    /// Appends quarantine lines that another process wrote (JSON lines, as [`RowLog::quarantine`] writes them):
-    /// the rows that a cluster's executors quarantined, gathered by the client.
-    pub fn append_quarantined(&self, jsonl: &[u8]) {
+    /// Appends quarantine lines of `object` that another process wrote (JSON lines, as [`RowLog::quarantine`]
+    /// writes them): the rows that a cluster's executors quarantined, gathered by the client.
+    pub fn append_quarantined(&self, object: &str, jsonl: &[u8]) {
         let mut inner = self.lock();
         let inner = &mut *inner;
         let Some(sink) = inner.sink.as_mut() else { return };
         let rows = jsonl.iter().filter(|&&b| b == b'\n').count() as u64;
-        match sink.file.write_all(jsonl) {
+        match sink.part(object).and_then(|file| file.write_all(jsonl)) {
             Ok(()) => sink.rows += rows,
-            Err(e) if inner.error.is_none() => inner.error = Some(format!("{}: {e}", sink.tmp.display())),
-            Err(_) => {}
+            Err(e) => {
+                inner.error.get_or_insert_with(|| format!("{}: {e}", sink.parts_dir.display()));
+            }
         }
     }
 
@@ -163,10 +247,10 @@ impl RowLog {
             return Err(Error::Quarantine { reason: error });
         }
         let Some(mut sink) = inner.sink.take() else { return Ok(None) };
-        sink.file.flush().map_err(Error::io(&sink.tmp))?;
-        sink.file.get_ref().sync_all().map_err(Error::io(&sink.tmp))?;
+        sink.assemble()?;
         fs::rename(&sink.tmp, &sink.path).map_err(Error::io(&sink.path))?;
         sink.done = true;
+        let _ = fs::remove_dir_all(&sink.parts_dir);
         Ok(Some((sink.path.clone(), sink.rows)))
     }
 
@@ -178,6 +262,8 @@ impl RowLog {
 
 impl Drop for Sink {
     fn drop(&mut self) {
+        self.parts.clear(); // closes the part files
+        let _ = fs::remove_dir_all(&self.parts_dir);
         if !self.done {
             // The job did not finish: leave no temporary behind.
             let _ = fs::remove_file(&self.tmp);
@@ -212,5 +298,55 @@ mod tests {
         assert_eq!(line["line"], 3);
         assert_eq!(line["reason"], "field_count");
         assert_eq!(fs::read_dir(dir.path().join("q")).unwrap().count(), 1, "no temporary left behind");
+    }
+
+    #[test]
+    fn rows_come_out_by_object_then_line_whatever_the_read_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.jsonl");
+        let log = RowLog::with_quarantine(&path).unwrap();
+        let row = |object, line| QuarantinedRow { object, line, reason: Malformed::FieldCount, raw: "x" };
+        // Two partitions interleave their objects; "c" is read twice (its first rows must go).
+        log.start_object("c.tsv");
+        log.quarantine(&row("c.tsv", 9));
+        log.start_object("b.tsv");
+        log.quarantine(&row("b.tsv", 2));
+        log.start_object("c.tsv");
+        log.quarantine(&row("c.tsv", 1));
+        log.quarantine(&row("b.tsv", 5));
+        log.append_quarantined("a.tsv", b"{\"object\":\"a.tsv\",\"line\":7}\n");
+        log.quarantine(&row("c.tsv", 4));
+
+        let (_, rows) = log.finish().unwrap().unwrap();
+        assert_eq!(rows, 5);
+        let order: Vec<(String, u64)> = fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|v| (v["object"].as_str().unwrap().to_owned(), v["line"].as_u64().unwrap()))
+            .collect();
+        let expected = [("a.tsv", 7), ("b.tsv", 2), ("b.tsv", 5), ("c.tsv", 1), ("c.tsv", 4)];
+        assert_eq!(order, expected.map(|(o, l)| (o.to_owned(), l)));
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no part file left behind");
+    }
+
+    #[test]
+    fn many_objects_do_not_keep_a_file_open_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.jsonl");
+        let log = RowLog::with_quarantine(&path).unwrap();
+        let objects: Vec<String> = (0..3 * MAX_OPEN_PARTS).map(|i| format!("part-{i:04}.parquet")).collect();
+        for round in 1..=2 {
+            for object in &objects {
+                log.quarantine(&QuarantinedRow { object, line: round, reason: Malformed::FieldCount, raw: "" });
+            }
+            assert!(log.lock().sink.as_ref().unwrap().open <= MAX_OPEN_PARTS);
+        }
+        let (_, rows) = log.finish().unwrap().unwrap();
+        assert_eq!(rows, 2 * objects.len() as u64);
+        let text = fs::read_to_string(&path).unwrap();
+        let first: Vec<&str> = text.lines().take(2).collect();
+        assert!(first[0].contains("part-0000") && first[0].contains("\"line\":1"), "{first:?}");
+        assert!(first[1].contains("part-0000") && first[1].contains("\"line\":2"), "{first:?}");
     }
 }

@@ -1,6 +1,6 @@
 //! `--cluster`: stats and prepare on a real Ballista cluster of `revgen scheduler` and two `revgen executor`
 //! processes on 127.0.0.1, from local files and from the S3 test server, against the local in-process run;
-//! executor loss (SIGKILL mid-job) and an unreachable scheduler.
+//! executor loss (SIGKILL mid-job), scheduler loss, and an unreachable scheduler.
 
 use std::fs;
 use std::net::TcpListener;
@@ -108,6 +108,18 @@ impl TestCluster {
         all
     }
 
+    fn wait_for_a_running_job(&self, dir: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let jobs = self.status(dir).map(|s| s["jobs"].clone()).unwrap_or_default();
+            if jobs.as_array().is_some_and(|jobs| jobs.iter().any(|j| j["status"] == "Running")) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the job did not start:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// A REST call to the scheduler.
     fn rest(&self, path: &str) -> Value {
         let url = format!("http://127.0.0.1:{}{path}", self.port);
@@ -150,17 +162,14 @@ fn manifest(dir: &Path) -> Value {
 }
 
 /// What must be equal between two prepare runs of the same input: the shards (names, rows, bytes, sha256), the
-/// counts and the quarantined rows' count. (The quarantine's line order is the order objects were read in, which
-/// differs between runs; its rows are compared as a set.)
+/// counts and the quarantine file (rows, sha256).
 fn prepared(manifest: &Value) -> Value {
-    let shards = &manifest["shards"];
-    serde_json::json!({"shards": shards, "counts": manifest["counts"], "quarantined": manifest["quarantine"]["rows"]})
+    serde_json::json!({"shards": manifest["shards"], "counts": manifest["counts"], "quarantine": manifest["quarantine"]})
 }
 
-fn sorted_lines(path: &Path) -> Vec<String> {
-    let mut lines: Vec<String> = fs::read_to_string(path).unwrap().lines().map(str::to_owned).collect();
-    lines.sort();
-    lines
+/// The names in `dir`, none if it does not exist.
+fn entries(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir).map_or(Vec::new(), |d| d.map(|e| e.unwrap().file_name().into_string().unwrap()).collect())
 }
 
 fn str_arg(path: &Path) -> &str {
@@ -184,7 +193,7 @@ fn stats_and_prepare_on_two_executors_equal_the_local_run() {
         v
     };
     assert_eq!(strip_path(local), strip_path(remote.clone()));
-    assert_eq!(sorted_lines(&dir.join("local-q.jsonl")), sorted_lines(&dir.join("remote-q.jsonl")));
+    assert_eq!(fs::read(dir.join("local-q.jsonl")).unwrap(), fs::read(dir.join("remote-q.jsonl")).unwrap());
 
     // Prepare: byte-identical shards, with .bin shards tokenized on the executors.
     let args = ["prepare", "-i", input, "--shards", "3", "--tokenize", "--val-fraction", "0.1"];
@@ -192,7 +201,10 @@ fn stats_and_prepare_on_two_executors_equal_the_local_run() {
     let out = run_ok(&mut revgen(dir, &[&args[..], &["-o", "remote", "--cluster", &cluster.url]].concat()));
     assert!(out.contains("manifest.json"), "{out}");
     assert_eq!(prepared(&manifest(&dir.join("local"))), prepared(&manifest(&dir.join("remote"))));
-    assert_eq!(sorted_lines(&dir.join("local/quarantine.jsonl")), sorted_lines(&dir.join("remote/quarantine.jsonl")));
+    assert_eq!(
+        fs::read(dir.join("local/quarantine.jsonl")).unwrap(),
+        fs::read(dir.join("remote/quarantine.jsonl")).unwrap()
+    );
     for shard in manifest(&dir.join("remote"))["shards"].as_array().unwrap() {
         let name = shard["file"].as_str().unwrap();
         assert_eq!(fs::read(dir.join("local").join(name)).unwrap(), fs::read(dir.join("remote").join(name)).unwrap());
@@ -304,16 +316,7 @@ fn prepare_survives_the_loss_of_an_executor() {
         .spawn()
         .unwrap();
     // Kill an executor once the job is running.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let running =
-            cluster.status(dir).is_some_and(|s| s["jobs"].as_array().unwrap().iter().any(|j| j["status"] == "Running"));
-        if running {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the job did not start:\n{}", cluster.logs());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    cluster.wait_for_a_running_job(dir);
     std::thread::sleep(Duration::from_millis(500));
     cluster.executors[0].kill().unwrap();
     cluster.executors[0].wait().unwrap();
@@ -333,11 +336,48 @@ fn prepare_survives_the_loss_of_an_executor() {
         assert_eq!(prepared(&manifest(&dir.join("local"))), prepared(&manifest(&remote)), "{stderr}");
     } else {
         assert!(stderr.contains("failed"), "{stderr}");
-        let names: Vec<String> = fs::read_dir(&remote)
-            .map_or(Vec::new(), |d| d.map(|e| e.unwrap().file_name().into_string().unwrap()).collect());
+        let names = entries(&remote);
         assert!(names.iter().all(|n| n.starts_with('.')), "a failed job left {names:?}");
         panic!("the job failed after losing an executor instead of recovering:\n{stderr}\n{}", cluster.logs());
     }
+}
+
+/// The scheduler killed (SIGKILL) while a prepare job runs. Ballista 55 keeps jobs in the scheduler's memory only,
+/// so the job is lost with it: the client must say so within seconds, exit non-zero and leave nothing that looks
+/// complete, and the next run must need no `--overwrite`.
+#[test]
+fn losing_the_scheduler_fails_the_job_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let input = dump(dir, 30000);
+    let input = str_arg(&input);
+    let mut cluster = TestCluster::start(dir, 2);
+    let args = ["prepare", "-i", input, "--shards", "2", "--tokenize", "-o", "out"];
+    let job = revgen(dir, &[&args[..], &["--cluster", &cluster.url]].concat())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    cluster.wait_for_a_running_job(dir);
+    cluster.scheduler.kill().unwrap();
+    cluster.scheduler.wait().unwrap();
+    let killed = Instant::now();
+
+    let out = job.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(killed.elapsed() < Duration::from_secs(30), "the client took {:?} to notice", killed.elapsed());
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(&cluster.url) && stderr.contains("failed"), "{stderr}");
+    let names = entries(&dir.join("out"));
+    assert!(names.iter().all(|n| n.starts_with('.')), "a failed job left {names:?}");
+
+    // The executors may still be finishing their tasks into the hidden staging; once they are gone, the next run
+    // needs no --overwrite and removes what the lost job left.
+    drop(cluster);
+    run_ok(&mut revgen(dir, &["prepare", "-i", input, "--shards", "2", "-o", "out"]));
+    let names = entries(&dir.join("out"));
+    assert!(names.contains(&"manifest.json".to_owned()), "{names:?}");
+    assert!(names.iter().all(|n| !n.starts_with(".revgen-staging")), "{names:?}");
 }
 
 #[test]

@@ -99,7 +99,7 @@ impl RemoteDir {
             log.start_object(object);
             log.add(object, &report.counts);
             if report.counts.malformed > 0 {
-                log.append_quarantined(&read(Self::quarantine_name(index)).await?);
+                log.append_quarantined(object, &read(Self::quarantine_name(index)).await?);
             }
         }
         self.remove().await
