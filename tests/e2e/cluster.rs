@@ -1,4 +1,4 @@
-//! `--cluster`: stats and prepare on a real Ballista cluster of `revgen scheduler` and two `revgen executor`
+//! `--cluster`: stats, sql and prepare on a real Ballista cluster of `revgen scheduler` and two `revgen executor`
 //! processes on 127.0.0.1, from local files and from the S3 test server, against the local in-process run;
 //! executor loss (SIGKILL mid-job), scheduler loss, and an unreachable scheduler.
 
@@ -177,7 +177,7 @@ fn str_arg(path: &Path) -> &str {
 }
 
 #[test]
-fn stats_and_prepare_on_two_executors_equal_the_local_run() {
+fn stats_sql_and_prepare_on_two_executors_equal_the_local_run() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let input = dump(dir, 1500);
@@ -194,6 +194,16 @@ fn stats_and_prepare_on_two_executors_equal_the_local_run() {
     };
     assert_eq!(strip_path(local), strip_path(remote.clone()));
     assert_eq!(fs::read(dir.join("local-q.jsonl")).unwrap(), fs::read(dir.join("remote-q.jsonl")).unwrap());
+
+    // Ad-hoc SQL: the same result rows (stdout holds the result alone).
+    let query = "SELECT star_rating, count(*) AS n, sum(helpful_votes) AS votes, max(length(review_body)) AS longest \
+                 FROM reviews GROUP BY star_rating ORDER BY star_rating";
+    let sql = |extra: &[&str]| {
+        run_ok(&mut revgen(dir, &[&["sql", "-i", input, "--format", "csv"], extra, &[query]].concat()))
+    };
+    let local_sql = sql(&[]);
+    assert_eq!(local_sql.lines().count(), 6, "{local_sql}");
+    assert_eq!(local_sql, sql(&["--cluster", &cluster.url]));
 
     // Prepare: byte-identical shards, with .bin shards tokenized on the executors.
     let args = ["prepare", "-i", input, "--shards", "3", "--tokenize", "--val-fraction", "0.1"];

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ballista_core::config::{
-    BALLISTA_ADAPTIVE_PLANNER_ENABLED, BALLISTA_CLIENT_GRPC_CONNECT_TIMEOUT_SECONDS, BALLISTA_JOB_NAME,
+    BALLISTA_ADAPTIVE_PLANNER_ENABLED, BALLISTA_CLIENT_GRPC_CONNECT_TIMEOUT_SECONDS,
+    BALLISTA_CLIENT_GRPC_HTTP2_KEEPALIVE_INTERVAL_SECONDS, BALLISTA_JOB_NAME,
 };
 use ballista_core::execution_plans::execute_physical_plan;
 use ballista_core::extension::SessionConfigExt;
@@ -165,7 +166,11 @@ impl Cluster {
             .set_str(BALLISTA_JOB_NAME, &name)
             // Long jobs must survive the loss of an executor; the adaptive planner does not (DESIGN.md).
             .set_bool(BALLISTA_ADAPTIVE_PLANNER_ENABLED, false)
-            .set_u64(BALLISTA_CLIENT_GRPC_CONNECT_TIMEOUT_SECONDS, CONNECT_TIMEOUT.as_secs());
+            .set_u64(BALLISTA_CLIENT_GRPC_CONNECT_TIMEOUT_SECONDS, CONNECT_TIMEOUT.as_secs())
+            // The job's status stream is the client's only sign of life from the scheduler: a scheduler that
+            // vanishes without closing the connection is noticed after this ping interval plus tonic's 20 s
+            // keep-alive timeout (Ballista's default interval, 300 s, would leave the client waiting minutes).
+            .set_u64(BALLISTA_CLIENT_GRPC_HTTP2_KEEPALIVE_INTERVAL_SECONDS, 10);
         let codec = RevgenCodec::new(None);
         let session_id = format!("revgen-{}", std::process::id());
         // Submission waits for the job (push mode) and then streams the result; the job is followed meanwhile.
