@@ -81,7 +81,7 @@ struct LogInner {
 struct Sink {
     path: PathBuf,
     tmp: PathBuf,
-    /// Hidden directory of part files, one per object, in the order the objects were first seen.
+    /// Hidden directory of part files, one per object (numbered in the order the objects were first seen).
     parts_dir: PathBuf,
     parts: BTreeMap<String, Part>,
     /// How many part files are open.
