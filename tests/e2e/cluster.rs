@@ -1,6 +1,6 @@
 //! `--cluster`: stats, sql and prepare on a real Ballista cluster of `revgen scheduler` and two `revgen executor`
 //! processes on 127.0.0.1, from local files and from the S3 test server, against the local in-process run;
-//! executor loss (SIGKILL mid-job), scheduler loss, and an unreachable scheduler.
+//! executor loss (SIGKILL mid-job), scheduler loss (killed or hung), and an unreachable scheduler.
 
 use std::fs;
 use std::net::TcpListener;
@@ -388,6 +388,31 @@ fn losing_the_scheduler_fails_the_job_cleanly() {
     let names = entries(&dir.join("out"));
     assert!(names.contains(&"manifest.json".to_owned()), "{names:?}");
     assert!(names.iter().all(|n| !n.starts_with(".revgen-staging")), "{names:?}");
+}
+
+/// A scheduler that hangs (SIGSTOP: the connections stay open, nothing answers) while a job runs: the client's
+/// HTTP/2 keep-alive pings (every 10 s, 20 s timeout) fail the job instead of waiting for ever.
+#[test]
+fn a_hung_scheduler_fails_the_job_within_a_minute() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let input = dump(dir, 30000);
+    let cluster = TestCluster::start(dir, 2);
+    let args =
+        ["prepare", "-i", str_arg(&input), "--shards", "2", "--tokenize", "-o", "out", "--cluster", &cluster.url];
+    let job = revgen(dir, &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    cluster.wait_for_a_running_job(dir);
+    // SAFETY: kill(2) on our own child's pid; the cluster's Drop kills it (SIGKILL works on a stopped process).
+    assert_eq!(unsafe { libc::kill(cluster.scheduler.id() as libc::pid_t, libc::SIGSTOP) }, 0);
+    let stopped = Instant::now();
+
+    let out = job.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stopped.elapsed() < Duration::from_secs(60), "the client took {:?} to give up", stopped.elapsed());
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(&cluster.url) && stderr.contains("failed"), "{stderr}");
+    let names = entries(&dir.join("out"));
+    assert!(names.iter().all(|n| n.starts_with('.')), "a failed job left {names:?}");
 }
 
 #[test]
