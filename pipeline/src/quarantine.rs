@@ -86,7 +86,6 @@ struct Sink {
     parts: BTreeMap<String, Part>,
     /// How many part files are open.
     open: usize,
-    rows: u64,
     /// Set once the file is in place; until then, dropping the sink removes the temporaries.
     done: bool,
 }
@@ -96,27 +95,37 @@ struct Part {
     path: PathBuf,
     /// Open while rows arrive; closed when too many parts are open (many small objects), reopened to append.
     file: Option<BufWriter<File>>,
+    rows: u64,
 }
 
 /// More open part files than this are closed (flushed) before another is opened.
 const MAX_OPEN_PARTS: usize = 64;
 
 impl Sink {
-    fn part(&mut self, object: &str) -> io::Result<&mut BufWriter<File>> {
-        if !self.parts.contains_key(object) {
-            let path = self.parts_dir.join(format!("{:06}.jsonl", self.parts.len()));
-            self.parts.insert(object.to_owned(), Part { path, file: None });
-        }
-        if self.parts[object].file.is_none() && self.open >= MAX_OPEN_PARTS {
+    /// Appends `bytes`, which hold `rows` quarantine lines, to the part file of `object`.
+    fn append(&mut self, object: &str, bytes: &[u8], rows: u64) -> io::Result<()> {
+        let is_open = self.parts.get(object).is_some_and(|part| part.file.is_some());
+        if !is_open && self.open >= MAX_OPEN_PARTS {
             self.close_all()?;
         }
-        let part = self.parts.get_mut(object).expect("inserted above");
-        if part.file.is_none() {
-            let file = fs::OpenOptions::new().create(true).append(true).open(&part.path)?;
-            part.file = Some(BufWriter::new(file));
-            self.open += 1;
-        }
-        Ok(part.file.as_mut().expect("opened above"))
+        let number = self.parts.len();
+        let parts_dir = &self.parts_dir;
+        let part = self.parts.entry(object.to_owned()).or_insert_with(|| Part {
+            path: parts_dir.join(format!("{number:06}.jsonl")),
+            file: None,
+            rows: 0,
+        });
+        let file = match part.file.take() {
+            Some(file) => file,
+            None => {
+                let file = fs::OpenOptions::new().create(true).append(true).open(&part.path)?;
+                self.open += 1;
+                BufWriter::new(file)
+            }
+        };
+        part.file.insert(file).write_all(bytes)?;
+        part.rows += rows;
+        Ok(())
     }
 
     fn close_all(&mut self) -> io::Result<()> {
@@ -135,8 +144,7 @@ impl Sink {
         if part.file.take().is_some() {
             self.open -= 1;
         }
-        let written = fs::read(&part.path).map(|b| b.iter().filter(|&&b| b == b'\n').count() as u64).unwrap_or(0);
-        self.rows = self.rows.saturating_sub(written);
+        part.rows = 0;
         File::create(&part.path).map(drop)
     }
 
@@ -170,21 +178,14 @@ impl RowLog {
         // A dead run with the same pid (a container restarts with pid 1) may have left one behind.
         let _ = fs::remove_dir_all(&parts_dir);
         fs::create_dir_all(&parts_dir).map_err(Error::io(&parts_dir))?;
-        let sink =
-            Sink { path: path.to_owned(), tmp, parts_dir, parts: BTreeMap::new(), open: 0, rows: 0, done: false };
+        let sink = Sink { path: path.to_owned(), tmp, parts_dir, parts: BTreeMap::new(), open: 0, done: false };
         Ok(RowLog { inner: Arc::new(Mutex::new(LogInner { sink: Some(sink), ..Default::default() })) })
     }
 
     /// Starts the counts and quarantined rows of one object afresh (a re-read of the same object replaces them).
     pub fn start_object(&self, object: &str) {
-        let mut inner = self.lock();
-        let inner = &mut *inner;
-        inner.per_object.insert(object.to_owned(), RowCounts::default());
-        if let Some(sink) = inner.sink.as_mut()
-            && let Err(e) = sink.restart(object)
-        {
-            inner.error.get_or_insert_with(|| format!("{}: {e}", sink.parts_dir.display()));
-        }
+        self.lock().per_object.insert(object.to_owned(), RowCounts::default());
+        self.with_sink(|sink| sink.restart(object));
     }
 
     /// Adds a reader's counts for an object.
@@ -195,33 +196,27 @@ impl RowLog {
     /// Writes one malformed row to the quarantine file, if there is one. Counting is the caller's job (through
     /// [`RowLog::add`]), so that readers can count without taking the lock on every row.
     pub fn quarantine(&self, row: &QuarantinedRow<'_>) {
-        let mut inner = self.lock();
-        let inner = &mut *inner;
-        let Some(sink) = inner.sink.as_mut() else { return };
-        let written = sink.part(row.object).and_then(|file| {
-            serde_json::to_writer(&mut *file, row).map_err(io::Error::from)?;
-            file.write_all(b"\n")
+        self.with_sink(|sink| {
+            let mut line = serde_json::to_vec(row)?;
+            line.push(b'\n');
+            sink.append(row.object, &line, 1)
         });
-        match written {
-            Ok(()) => sink.rows += 1,
-            Err(e) => {
-                inner.error.get_or_insert_with(|| format!("{}: {e}", sink.parts_dir.display()));
-            }
-        }
     }
 
     /// Appends quarantine lines of `object` that another process wrote (JSON lines, as [`RowLog::quarantine`]
     /// writes them): the rows that a cluster's executors quarantined, gathered by the client.
     pub fn append_quarantined(&self, object: &str, jsonl: &[u8]) {
+        let rows = jsonl.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.with_sink(|sink| sink.append(object, jsonl, rows));
+    }
+
+    /// Runs `write` on the quarantine sink, if there is one; its first error fails [`RowLog::finish`].
+    fn with_sink(&self, write: impl FnOnce(&mut Sink) -> io::Result<()>) {
         let mut inner = self.lock();
         let inner = &mut *inner;
         let Some(sink) = inner.sink.as_mut() else { return };
-        let rows = jsonl.iter().filter(|&&b| b == b'\n').count() as u64;
-        match sink.part(object).and_then(|file| file.write_all(jsonl)) {
-            Ok(()) => sink.rows += rows,
-            Err(e) => {
-                inner.error.get_or_insert_with(|| format!("{}: {e}", sink.parts_dir.display()));
-            }
+        if let Err(e) = write(sink) {
+            inner.error.get_or_insert_with(|| format!("{}: {e}", sink.parts_dir.display()));
         }
     }
 
@@ -251,7 +246,8 @@ impl RowLog {
         fs::rename(&sink.tmp, &sink.path).map_err(Error::io(&sink.path))?;
         sink.done = true;
         let _ = fs::remove_dir_all(&sink.parts_dir);
-        Ok(Some((sink.path.clone(), sink.rows)))
+        let rows = sink.parts.values().map(|part| part.rows).sum();
+        Ok(Some((sink.path.clone(), rows)))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LogInner> {

@@ -172,6 +172,12 @@ fn entries(dir: &Path) -> Vec<String> {
     fs::read_dir(dir).map_or(Vec::new(), |d| d.map(|e| e.unwrap().file_name().into_string().unwrap()).collect())
 }
 
+/// A failed job's output directory holds nothing that looks complete: hidden staging at most.
+fn assert_only_hidden(dir: &Path) {
+    let names = entries(dir);
+    assert!(names.iter().all(|n| n.starts_with('.')), "a failed job left {names:?}");
+}
+
 fn str_arg(path: &Path) -> &str {
     path.to_str().unwrap()
 }
@@ -346,10 +352,32 @@ fn prepare_survives_the_loss_of_an_executor() {
         assert_eq!(prepared(&manifest(&dir.join("local"))), prepared(&manifest(&remote)), "{stderr}");
     } else {
         assert!(stderr.contains("failed"), "{stderr}");
-        let names = entries(&remote);
-        assert!(names.iter().all(|n| n.starts_with('.')), "a failed job left {names:?}");
+        assert_only_hidden(&remote);
         panic!("the job failed after losing an executor instead of recovering:\n{stderr}\n{}", cluster.logs());
     }
+}
+
+/// Runs `prepare --tokenize` over 8 x 30,000 rows on a scheduler and two executors into `dir/out`, does `lose` to
+/// the scheduler once the job runs, and checks that the client then gives up `within` that time: non-zero, naming
+/// the cluster, with nothing in `out` that looks complete. Returns the cluster (the executors still run) and the
+/// dump.
+fn prepare_losing_the_scheduler(dir: &Path, lose: impl FnOnce(&mut Child), within: Duration) -> (TestCluster, PathBuf) {
+    let input = dump(dir, 30000);
+    let mut cluster = TestCluster::start(dir, 2);
+    let args =
+        ["prepare", "-i", str_arg(&input), "--shards", "2", "--tokenize", "-o", "out", "--cluster", &cluster.url];
+    let job = revgen(dir, &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    cluster.wait_for_a_running_job(dir);
+    lose(&mut cluster.scheduler);
+    let lost = Instant::now();
+
+    let out = job.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(lost.elapsed() < within, "the client took {:?} to give up", lost.elapsed());
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(&cluster.url) && stderr.contains("failed"), "{stderr}");
+    assert_only_hidden(&dir.join("out"));
+    (cluster, input)
 }
 
 /// The scheduler killed (SIGKILL) while a prepare job runs. Ballista 55 keeps jobs in the scheduler's memory only,
@@ -359,32 +387,16 @@ fn prepare_survives_the_loss_of_an_executor() {
 fn losing_the_scheduler_fails_the_job_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let input = dump(dir, 30000);
-    let input = str_arg(&input);
-    let mut cluster = TestCluster::start(dir, 2);
-    let args = ["prepare", "-i", input, "--shards", "2", "--tokenize", "-o", "out"];
-    let job = revgen(dir, &[&args[..], &["--cluster", &cluster.url]].concat())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    cluster.wait_for_a_running_job(dir);
-    cluster.scheduler.kill().unwrap();
-    cluster.scheduler.wait().unwrap();
-    let killed = Instant::now();
-
-    let out = job.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(killed.elapsed() < Duration::from_secs(30), "the client took {:?} to notice", killed.elapsed());
-    assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains(&cluster.url) && stderr.contains("failed"), "{stderr}");
-    let names = entries(&dir.join("out"));
-    assert!(names.iter().all(|n| n.starts_with('.')), "a failed job left {names:?}");
+    let kill = |scheduler: &mut Child| {
+        scheduler.kill().unwrap();
+        scheduler.wait().unwrap();
+    };
+    let (cluster, input) = prepare_losing_the_scheduler(dir, kill, Duration::from_secs(30));
 
     // The executors may still be finishing their tasks into the hidden staging; once they are gone, the next run
     // needs no --overwrite and removes what the lost job left.
     drop(cluster);
-    run_ok(&mut revgen(dir, &["prepare", "-i", input, "--shards", "2", "-o", "out"]));
+    run_ok(&mut revgen(dir, &["prepare", "-i", str_arg(&input), "--shards", "2", "-o", "out"]));
     let names = entries(&dir.join("out"));
     assert!(names.contains(&"manifest.json".to_owned()), "{names:?}");
     assert!(names.iter().all(|n| !n.starts_with(".revgen-staging")), "{names:?}");
@@ -395,24 +407,11 @@ fn losing_the_scheduler_fails_the_job_cleanly() {
 #[test]
 fn a_hung_scheduler_fails_the_job_within_a_minute() {
     let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    let input = dump(dir, 30000);
-    let cluster = TestCluster::start(dir, 2);
-    let args =
-        ["prepare", "-i", str_arg(&input), "--shards", "2", "--tokenize", "-o", "out", "--cluster", &cluster.url];
-    let job = revgen(dir, &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    cluster.wait_for_a_running_job(dir);
     // SAFETY: kill(2) on our own child's pid; the cluster's Drop kills it (SIGKILL works on a stopped process).
-    assert_eq!(unsafe { libc::kill(cluster.scheduler.id() as libc::pid_t, libc::SIGSTOP) }, 0);
-    let stopped = Instant::now();
-
-    let out = job.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stopped.elapsed() < Duration::from_secs(60), "the client took {:?} to give up", stopped.elapsed());
-    assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains(&cluster.url) && stderr.contains("failed"), "{stderr}");
-    let names = entries(&dir.join("out"));
-    assert!(names.iter().all(|n| n.starts_with('.')), "a failed job left {names:?}");
+    let stop = |scheduler: &mut Child| {
+        assert_eq!(unsafe { libc::kill(scheduler.id() as libc::pid_t, libc::SIGSTOP) }, 0);
+    };
+    prepare_losing_the_scheduler(dir.path(), stop, Duration::from_secs(60));
 }
 
 #[test]
