@@ -55,7 +55,8 @@ cargo fmt --all --check
 # already built, so a warm run still sees them; any warning fails the run, like `clippy -- -D warnings`.
 export RUSTC_WORKSPACE_WRAPPER=clippy-driver
 build_log="$REVGEN_CACHE/test-build.log"
-deny_warnings() {
+build_tests() {
+    cargo test --workspace --locked --no-run "$@" 2>&1 | tee "$build_log"
     if grep -E '^warning: `[^`]+` \(.*\) generated [0-9]+ warnings?' "$build_log"; then
         echo "clippy or rustc warnings in our crates (above, and in $build_log): fix them"
         exit 1
@@ -63,8 +64,7 @@ deny_warnings() {
 }
 
 phase "cargo test --no-run + clippy (default features: the pure-Rust build the demo uses)"
-cargo test --workspace --locked --no-run --timings 2>&1 | tee "$build_log"
-deny_warnings
+build_tests --timings
 
 # The transformers cross-checks (tokenizer parity, export round trip) run the venv's python, so the venv must be
 # ready before any test runs.
@@ -88,8 +88,7 @@ cargo test --workspace --locked
 phase "cargo test --features tch (LibTorch CPU)"
 # (--workspace in both, so that features unify as in the build above and nothing is recompiled.)
 # The demo's unit test trains on flex whatever the features, so it is not repeated.
-cargo test --workspace --locked --features tch --no-run 2>&1 | tee "$build_log"
-deny_warnings
+build_tests --features tch
 cargo test --workspace --locked --features tch --lib --bins -- --skip demo_writes_the_dump
 cargo test --workspace --locked --features tch --test e2e -- train:: model:: cli::
 
