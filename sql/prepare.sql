@@ -12,7 +12,10 @@
 --   $train_width         key range of one train shard
 --   $last_shard          --shards - 1
 --   {{category_filter}}  TRUE for rows outside --categories (FALSE without the flag)
---   {{text}}             the record, from --template: concat() of literals and review_text(column)
+--   {{too_short}}        character_length(review_body) < $min_chars with --min-chars, else FALSE
+--   {{too_long}}         character_length(review_body) > $max_chars with --max-chars, else FALSE
+--   {{text}}             the record, from --template: review_record(dropped IS NULL, literals and columns), or
+--                        raw_record(…) with --raw-html; NULL for dropped rows, which are only counted
 --   {{dedup}}            with --dedup, marks every copy of a record after the first (lowest key) as 'duplicate'
 --
 -- Output columns: dropped (NULL when kept), star_rating, split ('train'/'val'), shard, key, text, and text_hash
@@ -24,13 +27,13 @@ WITH classified AS (
         CASE
             WHEN coalesce(helpful_votes, 0) < $min_helpful THEN 'not_helpful'
             WHEN {{category_filter}} THEN 'category'
-            WHEN character_length(review_body) < $min_chars THEN 'too_short'
-            WHEN character_length(review_body) > $max_chars THEN 'too_long'
+            WHEN {{too_short}} THEN 'too_short'
+            WHEN {{too_long}} THEN 'too_long'
         END AS dropped
     FROM reviews
 ),
 formatted AS (
-    SELECT dropped, star_rating, key, CASE WHEN dropped IS NULL THEN {{text}} END AS text
+    SELECT dropped, star_rating, key, {{text}} AS text
     FROM classified
 ),
 deduplicated AS (

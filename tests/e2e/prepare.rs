@@ -87,7 +87,7 @@ fn real_electronics_head() {
     assert_eq!(m["counts"]["filtered"]["not_helpful"], 10_000 - 1883);
     assert_eq!(m["counts"]["malformed"], 0);
     assert_eq!(m["inputs"][0]["bytes"], fs::metadata(input).unwrap().len());
-    assert!(m["sql"].as_str().unwrap().contains("review_text(review_body)"));
+    assert!(m["sql"].as_str().unwrap().contains("review_record(dropped IS NULL, '<|startoftext|> ', star_rating"));
 
     // 16 shards per split, every record one line of the template.
     let (train, val) = (records(&out, &m, "train"), records(&out, &m, "val"));

@@ -140,7 +140,8 @@ impl PrepareConfig {
     pub fn query(&self, sql: &str) -> Result<(String, Params)> {
         self.check()?;
         let pieces = template::parse(&self.template)?;
-        let text = template::to_sql(&pieces, if self.raw_html { "one_line" } else { "review_text" });
+        let function = if self.raw_html { "raw_record" } else { "review_record" };
+        let text = template::to_sql(&pieces, function, "dropped IS NULL");
         let category_filter = if self.categories.is_empty() {
             "FALSE".to_owned()
         } else {
@@ -167,6 +168,16 @@ impl PrepareConfig {
             .value("last_shard", u64::from(self.shards - 1))
             .splice("category_filter", &category_filter)
             .splice("text", &text)
+            // Unset bounds are left out of the query rather than compared: the CASE that classifies rows then has
+            // no branch that reads review_body, so it neither counts characters nor copies bodies around.
+            .splice(
+                "too_short",
+                if self.min_chars.is_some() { "character_length(review_body) < $min_chars" } else { "FALSE" },
+            )
+            .splice(
+                "too_long",
+                if self.max_chars.is_some() { "character_length(review_body) > $max_chars" } else { "FALSE" },
+            )
             .splice("dedup", dedup);
         Ok((params.render(sql), params))
     }
@@ -294,6 +305,9 @@ impl PrepareJob {
         )
         .expect("a non-empty ordering");
         let sort = Arc::new(SortExec::new(ordering, repartition).with_preserve_partitioning(true));
+        if std::env::var_os("REVGEN_EXPLAIN").is_some() {
+            eprintln!("{}", datafusion::physical_plan::displayable(sort.as_ref() as &dyn ExecutionPlan).indent(true));
+        }
         Ok(Arc::new(ShardWriterExec::try_new(sort, options).map_err(df_err("the prepare query's columns"))?))
     }
 

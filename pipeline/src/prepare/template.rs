@@ -64,18 +64,18 @@ pub fn parse(template: &str) -> Result<Vec<Piece>> {
     Ok(pieces)
 }
 
-/// The SQL expression that formats one record. Text columns go through `text_fn` (`review_text` or `one_line`);
-/// numbers are written in decimal; NULL fields are empty, as `concat` treats them.
-pub fn to_sql(pieces: &[Piece], text_fn: &str) -> String {
+/// The SQL expression that formats one record: `function(keep, parts…)`, where `function` is `review_record` or
+/// `raw_record` (see `udf::RecordUdf`), which clean text columns, write numbers in decimal and NULL fields as
+/// nothing, and give NULL for rows where `keep` is not true.
+pub fn to_sql(pieces: &[Piece], function: &str, keep: &str) -> String {
     let parts: Vec<String> = pieces
         .iter()
         .map(|piece| match piece {
             Piece::Text(text) => format!("'{}'", text.replace('\'', "''")),
-            Piece::Column(name) if crate::batch::is_text_column(name) => format!("{text_fn}({name})"),
-            Piece::Column(name) => format!("CAST({name} AS VARCHAR)"),
+            Piece::Column(name) => name.clone(),
         })
         .collect();
-    format!("concat({})", parts.join(", "))
+    format!("{function}({keep}, {})", parts.join(", "))
 }
 
 #[cfg(test)]
@@ -87,9 +87,9 @@ mod tests {
         let pieces = parse(DEFAULT_TEMPLATE).unwrap();
         assert_eq!(pieces.len(), 7);
         assert_eq!(
-            to_sql(&pieces, "review_text"),
-            "concat('<|startoftext|> ', CAST(star_rating AS VARCHAR), '|||', review_text(review_headline), '|||', \
-             review_text(review_body), '<|endoftext|>')"
+            to_sql(&pieces, "review_record", "dropped IS NULL"),
+            "review_record(dropped IS NULL, '<|startoftext|> ', star_rating, '|||', review_headline, '|||', \
+             review_body, '<|endoftext|>')"
         );
     }
 
@@ -97,7 +97,7 @@ mod tests {
     fn braces_quotes_and_errors() {
         let pieces = parse("{{x}} it's {product_title}").unwrap();
         assert_eq!(pieces, vec![Piece::Text("{x} it's ".into()), Piece::Column("product_title".into())]);
-        assert!(to_sql(&pieces, "one_line").starts_with("concat('{x} it''s ', one_line(product_title))"));
+        assert_eq!(to_sql(&pieces, "raw_record", "TRUE"), "raw_record(TRUE, '{x} it''s ', product_title)");
         for (bad, says) in [
             ("{nope}", "not a column"),
             ("{review_body", "unclosed"),

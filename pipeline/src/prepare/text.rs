@@ -8,37 +8,59 @@
 //! `\n`, since a record is one line.
 
 use std::borrow::Cow;
+use std::fmt::{self, Write};
 
 /// The escape that stands for a line break inside a record.
 pub const NEWLINE_ESCAPE: &str = "\\n";
 
 /// Line breaks to `\n` and HTML entities decoded; text with neither is returned as is.
 pub fn clean(text: &str) -> Cow<'_, str> {
-    if memchr::memchr3(b'<', b'&', b'\n', text.as_bytes()).is_none() && memchr::memchr(b'\r', text.as_bytes()).is_none()
-    {
+    if !needs_clean(text) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());
+    clean_into(text, &mut out).expect("writing to a String cannot fail");
+    Cow::Owned(out)
+}
+
+/// [`clean`], written to `out`: a record is built in place, with no copy of each field in between.
+pub fn clean_into(text: &str, out: &mut impl Write) -> fmt::Result {
+    let has_cr = memchr::memchr(b'\r', text.as_bytes()).is_some();
     let mut rest = text;
-    while let Some(at) = rest.find(['<', '&', '\n', '\r']) {
-        out.push_str(&rest[..at]);
+    while let Some(at) = next_special(rest.as_bytes(), has_cr) {
+        out.write_str(&rest[..at])?;
         rest = &rest[at..];
         let consumed = match rest.as_bytes()[0] {
-            b'<' => br_tag(rest).inspect(|_| out.push_str(NEWLINE_ESCAPE)),
-            b'&' => entity(rest).map(|(c, len)| {
-                push_decoded(&mut out, c);
-                len
-            }),
-            _ => Some(line_break(rest, &mut out)),
+            b'<' => br_tag(rest).map(|len| out.write_str(NEWLINE_ESCAPE).map(|()| len)),
+            b'&' => entity(rest).map(|(c, len)| push_decoded(out, c).map(|()| len)),
+            _ => Some(line_break(rest, out)),
+        }
+        .transpose()?;
+        // A `<` or `&` that starts no tag or entity is kept as it is (one ASCII byte).
+        let len = match consumed {
+            Some(len) => len,
+            None => {
+                out.write_str(&rest[..1])?;
+                1
+            }
         };
-        let len = consumed.unwrap_or_else(|| {
-            out.push(rest.as_bytes()[0] as char);
-            1
-        });
         rest = &rest[len..];
     }
-    out.push_str(rest);
-    Cow::Owned(out)
+    out.write_str(rest)
+}
+
+/// Where the next byte that [`clean`] may rewrite is. A CR is rare, so it gets a search of its own only in text
+/// that has one: the vectorised search takes at most three bytes.
+fn next_special(bytes: &[u8], has_cr: bool) -> Option<usize> {
+    let found = memchr::memchr3(b'<', b'&', b'\n', bytes);
+    match (found, has_cr.then(|| memchr::memchr(b'\r', bytes)).flatten()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn needs_clean(text: &str) -> bool {
+    memchr::memchr3(b'<', b'&', b'\n', text.as_bytes()).is_some() || memchr::memchr(b'\r', text.as_bytes()).is_some()
 }
 
 /// Only real line breaks to `\n`: the `--raw-html` text.
@@ -47,14 +69,19 @@ pub fn one_line(text: &str) -> Cow<'_, str> {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
+    one_line_into(text, &mut out).expect("writing to a String cannot fail");
+    Cow::Owned(out)
+}
+
+/// [`one_line`], written to `out`.
+pub fn one_line_into(text: &str, out: &mut impl Write) -> fmt::Result {
     let mut rest = text;
-    while let Some(at) = rest.find(['\n', '\r']) {
-        out.push_str(&rest[..at]);
-        let len = line_break(&rest[at..], &mut out);
+    while let Some(at) = memchr::memchr2(b'\n', b'\r', rest.as_bytes()) {
+        out.write_str(&rest[..at])?;
+        let len = line_break(&rest[at..], out)?;
         rest = &rest[at + len..];
     }
-    out.push_str(rest);
-    Cow::Owned(out)
+    out.write_str(rest)
 }
 
 /// The inverse of the line-break escape, for generated text.
@@ -63,16 +90,16 @@ pub fn unescape_newlines(text: &str) -> String {
 }
 
 /// A CR, LF or CRLF at the start of `s`, written as one escape. Returns the bytes consumed.
-fn line_break(s: &str, out: &mut String) -> usize {
-    out.push_str(NEWLINE_ESCAPE);
-    if s.starts_with("\r\n") { 2 } else { 1 }
+fn line_break(s: &str, out: &mut impl Write) -> Result<usize, fmt::Error> {
+    out.write_str(NEWLINE_ESCAPE)?;
+    Ok(if s.starts_with("\r\n") { 2 } else { 1 })
 }
 
 /// A decoded entity: a decoded character is written as is, except that a decoded line break is escaped.
-fn push_decoded(out: &mut String, c: char) {
+fn push_decoded(out: &mut impl Write, c: char) -> fmt::Result {
     match c {
-        '\n' | '\r' => out.push_str(NEWLINE_ESCAPE),
-        c => out.push(c),
+        '\n' | '\r' => out.write_str(NEWLINE_ESCAPE),
+        c => out.write_char(c),
     }
 }
 
