@@ -72,7 +72,8 @@ impl Reviews {
         let mut config = SessionConfig::new().with_batch_size(crate::batch::BATCH_ROWS).with_information_schema(true);
         // VARCHAR is Utf8, the type of every text column: concatenating it with Utf8View costs a copy of the text.
         config.options_mut().sql_parser.map_string_types_to_utf8view = false;
-        // Sorts and aggregations spill to disk past half of the machine's memory instead of failing at its end.
+        // Sorts, aggregations and prepare's shard buffers spill to disk past half of the machine's memory (or
+        // REVGEN_MEMORY_LIMIT) instead of failing at its end.
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit())))
             .build_arc()
@@ -257,13 +258,29 @@ impl Params {
     }
 }
 
-/// Half of the machine's memory (MemTotal), or 4 GiB where that cannot be read.
+/// The memory pool's size: `REVGEN_MEMORY_LIMIT` (bytes, or with a K, M or G suffix), else half of the machine's
+/// memory (MemTotal), or 4 GiB where that cannot be read.
 fn memory_limit() -> usize {
+    if let Some(limit) = std::env::var("REVGEN_MEMORY_LIMIT").ok().and_then(|v| parse_size(&v)) {
+        return limit;
+    }
     let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|info| {
         let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
         line.split_whitespace().nth(1)?.parse::<usize>().ok()
     });
     total_kib.map_or(4 << 30, |kib| kib * 1024 / 2)
+}
+
+/// `1048576`, `512K`, `64M`, `2G`.
+fn parse_size(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let (number, shift) = match text.as_bytes().last()?.to_ascii_uppercase() {
+        b'K' => (&text[..text.len() - 1], 10),
+        b'M' => (&text[..text.len() - 1], 20),
+        b'G' => (&text[..text.len() - 1], 30),
+        _ => (text, 0),
+    };
+    number.trim().parse::<usize>().ok()?.checked_mul(1 << shift)
 }
 
 /// Reads a query file.
@@ -281,6 +298,16 @@ mod tests {
     use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
 
     use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("1048576"), Some(1 << 20));
+        assert_eq!(parse_size("512k"), Some(512 << 10));
+        assert_eq!(parse_size(" 64M "), Some(64 << 20));
+        assert_eq!(parse_size("2G"), Some(2 << 30));
+        assert_eq!(parse_size("lots"), None);
+        assert_eq!(parse_size(""), None);
+    }
 
     fn sql_dir() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sql")

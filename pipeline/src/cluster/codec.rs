@@ -25,7 +25,7 @@ use url::Url;
 
 use super::RemoteDir;
 use crate::decode::BytesRead;
-use crate::prepare::shard::{ShardOptions, ShardWriterExec};
+use crate::prepare::shard::{Gather, ShardOptions, ShardWriterExec};
 use crate::prepare::tally::TallyExec;
 use crate::prepare::{Tokenize, udf};
 use crate::quarantine::RowLog;
@@ -70,6 +70,7 @@ struct ShardWriterNode {
     /// staging prefix that each executor uploads its finished shards to.
     staging: Option<PathBuf>,
     upload: Option<RemoteDir>,
+    gather: Gather,
     shards: u32,
     parquet: bool,
     tokenizer: Option<String>,
@@ -129,6 +130,7 @@ impl RevgenCodec {
             return Ok(Some(Node::ShardWriter(ShardWriterNode {
                 staging: options.upload.is_none().then(|| options.staging.clone()),
                 upload: options.upload.clone(),
+                gather: options.gather,
                 shards: options.shards,
                 parquet: options.parquet,
                 tokenizer: options.tokenizer.as_ref().map(|t| t.name().to_owned()),
@@ -162,6 +164,7 @@ impl RevgenCodec {
                     None => task_staging_dir()?,
                 };
                 let options = ShardOptions {
+                    gather: writer.gather,
                     staging,
                     shards: writer.shards,
                     parquet: writer.parquet,

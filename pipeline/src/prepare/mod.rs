@@ -2,16 +2,17 @@
 //!
 //! The whole job is one DataFusion plan with one scan:
 //! ```text
-//! ShardWriterExec            writes each partition's shards into staging; returns files and counts
-//!   SortExec                 per partition: (key, text_hash); shards are key ranges
-//!     RepartitionExec        Hash(split, shard): every shard lands whole in one partition
-//!       TallyExec            counts dropped rows by reason and rating, passes kept ones
-//!         sql/prepare.sql    filters, review_key, template (ReviewsScan below)
+//! ShardWriterExec            buffers records per shard, then writes each in (key, text_hash) order into staging;
+//!                            returns files and counts
+//!   [RepartitionExec]        on a cluster: Hash(split, shard), so that every shard lands whole in one partition
+//!     TallyExec              counts dropped rows by reason and rating, passes kept ones
+//!       sql/prepare.sql      filters, review_key, template (ReviewsScan below)
 //! ```
 //! Split, shard and order within a shard all come from `review_key(review_id, seed)`, a stable hash, so shards are
 //! byte-identical from run to run and from machine to machine, however the inputs are partitioned. The output
 //! appears only when complete (see [`destination`]).
 
+pub(crate) mod buffer;
 pub mod destination;
 pub mod manifest;
 pub(crate) mod shard;
@@ -27,19 +28,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{Int32Type, UInt64Type};
+use datafusion::physical_expr::Partitioning;
 use datafusion::physical_expr::expressions::col;
-use datafusion::physical_expr::{LexOrdering, Partitioning, PhysicalSortExpr};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::repartition::RepartitionExec;
-use datafusion::physical_plan::sorts::sort::SortExec;
 use serde::{Deserialize, Serialize};
 
 pub use self::destination::Destination;
 pub use self::manifest::Manifest;
 use self::manifest::{Counts, ManifestInput, QuarantineFile, ShardFile, TokenizerInfo};
-use self::shard::{ShardOptions, ShardWriterExec, WrittenFile, shard_name};
+use self::shard::{Gather, ShardOptions, ShardWriterExec, WrittenFile, shard_name};
 pub use self::template::DEFAULT_TEMPLATE;
 pub use self::tokens::Tokenize;
 pub use self::udf::review_key;
@@ -239,6 +238,8 @@ impl PrepareJob {
         };
         let (sql, params) = self.config.query(&self.sql)?;
         let options = ShardOptions {
+            // The plan picks the mode.
+            gather: Gather::PerPartition,
             staging: self.destination.staging().to_owned(),
             shards: self.config.shards,
             parquet: self.config.parquet,
@@ -279,7 +280,7 @@ impl PrepareJob {
         Ok(PrepareReport { output: self.destination.url.clone(), manifest, elapsed_s: started.elapsed().as_secs_f64() })
     }
 
-    /// The physical plan: the query, then tally, repartition by shard, sort, write.
+    /// The physical plan: the query, then tally, (on a cluster) repartition by shard, and write.
     async fn plan(&self, sql: &str, params: &Params, options: ShardOptions) -> Result<Arc<dyn ExecutionPlan>> {
         let df_err = |context: &'static str| {
             move |source| Error::DataFusion { context: context.to_owned(), source: Box::new(source) }
@@ -288,27 +289,22 @@ impl PrepareJob {
         let query = frame.create_physical_plan().await.map_err(df_err("planning the prepare query"))?;
         let tally: Arc<dyn ExecutionPlan> =
             Arc::new(tally::TallyExec::try_new(query).map_err(df_err("the prepare query"))?);
+        let writer = |input, gather| -> Result<Arc<dyn ExecutionPlan>> {
+            let options = ShardOptions { gather, ..options.clone() };
+            Ok(Arc::new(ShardWriterExec::try_new(input, options).map_err(df_err("the prepare query's columns"))?))
+        };
+        if self.reviews.cluster().is_none() {
+            // Here the writer's partitions share one buffer: no repartition, and shards go to whichever writer is
+            // free.
+            return writer(tally, Gather::Shared);
+        }
+        // On a cluster each writer task gets whole shards: Ballista shuffles the records by shard.
         let schema = tally.schema();
         let column = |name: &str| col(name, &schema).map_err(df_err("the prepare query's columns"));
         let partitions = self.reviews.ctx.state().config().target_partitions().max(1);
         let by_shard = Partitioning::Hash(vec![column("split")?, column("shard")?], partitions);
         let repartition = Arc::new(RepartitionExec::try_new(tally, by_shard).map_err(df_err("repartitioning"))?);
-        // Tally rows (key NULL) first, then records by key: shards are key ranges, so that is also by split and
-        // shard. text_hash breaks ties between records of one review id, so the order is total and a rerun writes
-        // the same bytes. Two u64 columns sort much faster than the text itself would.
-        let first = SortOptions { descending: false, nulls_first: true };
-        let ordering = LexOrdering::new(
-            ["key", "text_hash"]
-                .into_iter()
-                .map(|name| Ok(PhysicalSortExpr::new(column(name)?, first)))
-                .collect::<Result<Vec<_>>>()?,
-        )
-        .expect("a non-empty ordering");
-        let sort = Arc::new(SortExec::new(ordering, repartition).with_preserve_partitioning(true));
-        if std::env::var_os("REVGEN_EXPLAIN").is_some() {
-            eprintln!("{}", datafusion::physical_plan::displayable(sort.as_ref() as &dyn ExecutionPlan).indent(true));
-        }
-        Ok(Arc::new(ShardWriterExec::try_new(sort, options).map_err(df_err("the prepare query's columns"))?))
+        writer(repartition, Gather::PerPartition)
     }
 
     fn manifest(

@@ -1,16 +1,19 @@
-//! `ShardWriterExec`: the end of the prepare plan. Each partition receives whole shards (the plan hash-partitions
-//! on (split, shard)), sorted by key (shards are key ranges, so by split and shard too), and writes them one after another into the
-//! staging directory: the text shard, and with the options the `.bin` token shard and the Parquet shard. Its result
-//! is a small table of what it wrote and counted (see [`result_schema`]), which the job turns into the manifest.
+//! `ShardWriterExec`: the end of the prepare plan. It buffers the records it receives per shard (see
+//! [`ShardBuffer`]), and once its input has ended writes each shard in record order into the staging directory:
+//! the text shard, and with the options the `.bin` token shard and the Parquet shard. Its result is a small table of
+//! what it wrote and counted (see [`result_schema`]), which the job turns into the manifest.
 //!
-//! The partitions run in parallel, so a job writes as many shards at once as the session has target partitions.
+//! How its partitions share the shards is its [`Gather`] mode: locally they buffer together and then write the
+//! shards between them, largest first; on a cluster a repartition by shard in front gives each partition whole
+//! shards of its own.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, OnceLock};
+use std::time::Duration;
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Int32Array, RecordBatch, StringArray, StringBuilder, UInt64Builder,
@@ -19,6 +22,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
+use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
@@ -29,17 +33,31 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties, SendableRecordBatchStream,
 };
 use futures::StreamExt;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
+use tokio::sync::mpsc::Sender;
 
+use super::buffer::{BufferedShard, Chunk, ShardBuffer};
 use super::tally::{COUNT, DROPPED};
 use super::tokens::{TokenWriter, Tokenize};
 use crate::cluster::RemoteDir;
 use crate::{Error, Result};
 
+/// How the partitions of a [`ShardWriterExec`] share out the shards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Gather {
+    /// Each partition's input holds whole shards (a repartition by shard is in front): it writes them itself.
+    PerPartition,
+    /// Any partition may hold records of any shard: the partitions buffer them together and, once every input has
+    /// ended, write the shards between them. Only for a plan whose partitions all run in this process.
+    Shared,
+}
+
 /// What to write besides the text shards.
 #[derive(Clone)]
 pub struct ShardOptions {
+    pub gather: Gather,
     pub staging: PathBuf,
     /// Shards per split; names read `train-00003-of-00016.txt`.
     pub shards: u32,
@@ -53,6 +71,7 @@ pub struct ShardOptions {
 impl fmt::Debug for ShardOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ShardOptions")
+            .field("gather", &self.gather)
             .field("staging", &self.staging)
             .field("shards", &self.shards)
             .field("parquet", &self.parquet)
@@ -91,6 +110,8 @@ pub struct ShardWriterExec {
     input: Arc<dyn ExecutionPlan>,
     options: ShardOptions,
     properties: Arc<PlanProperties>,
+    /// With [`Gather::Shared`]: the buffer all partitions fill, made by the first one to start.
+    shared: OnceLock<Arc<Gathering>>,
 }
 
 impl ShardWriterExec {
@@ -103,7 +124,9 @@ impl ShardWriterExec {
             ("star_rating", DataType::Int32),
             ("split", DataType::Utf8),
             ("shard", DataType::Int32),
+            ("key", DataType::UInt64),
             ("text", DataType::Utf8),
+            ("text_hash", DataType::UInt64),
             (COUNT, DataType::UInt64),
         ] {
             let found = schema.field_with_name(name).map(|f| f.data_type().clone());
@@ -120,7 +143,7 @@ impl ShardWriterExec {
             EmissionType::Final,
             Boundedness::Bounded,
         );
-        Ok(ShardWriterExec { input, options, properties: Arc::new(properties) })
+        Ok(ShardWriterExec { input, options, properties: Arc::new(properties), shared: OnceLock::new() })
     }
 
     pub fn options(&self) -> &ShardOptions {
@@ -130,8 +153,9 @@ impl ShardWriterExec {
 
 impl DisplayAs for ShardWriterExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ShardWriterExec: shards={}, parquet={}, tokenize={}", self.options.shards, self.options.parquet, {
-            self.options.tokenizer.is_some()
+        let o = &self.options;
+        write!(f, "ShardWriterExec: gather={:?}, shards={}, parquet={}, tokenize={}", o.gather, o.shards, o.parquet, {
+            o.tokenizer.is_some()
         })
     }
 }
@@ -163,22 +187,128 @@ impl ExecutionPlan for ShardWriterExec {
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+        let new_gathering = |partitions: usize| {
+            let reservation = MemoryConsumer::new(format!("ShardWriterExec[{partition}]"))
+                .with_can_spill(true)
+                .register(context.memory_pool());
+            let disk = Arc::clone(&context.runtime_env().disk_manager);
+            Arc::new(Gathering::new(partitions, ShardBuffer::new(self.options.shards, reservation, disk)))
+        };
+        let gathering = match self.options.gather {
+            Gather::PerPartition => new_gathering(1),
+            Gather::Shared => {
+                let partitions = self.input.output_partitioning().partition_count();
+                Arc::clone(self.shared.get_or_init(|| new_gathering(partitions)))
+            }
+        };
         let mut input = self.input.execute(partition, context)?;
         let options = self.options.clone();
         let mut builder = RecordBatchReceiverStreamBuilder::new(result_schema(), 1);
         let tx = builder.tx();
         let handle = Handle::current();
-        // File writes and tokenization block, so the writer runs on a blocking thread and pulls its input from there.
+        // Buffering, sorting and file writes block, so the writer runs on a blocking thread and pulls its input from
+        // there.
         builder.spawn_blocking(move || {
             let mut writer = PartitionWriter::new(options);
-            while let Some(batch) = handle.block_on(input.next()) {
-                writer.write_batch(&batch?).map_err(external)?;
+            let written = (|| {
+                while let Some(batch) = handle.block_on(input.next()) {
+                    let batch = batch?;
+                    if writer.count_dropped(&batch) < batch.num_rows() {
+                        gathering.add(batch).map_err(external)?;
+                    }
+                }
+                gathering.input_ended(&tx)?;
+                while let Some(shard) = gathering.next_shard() {
+                    writer.write_shard(shard).map_err(external)?;
+                }
+                writer.finish(&handle).map_err(external)
+            })();
+            match written {
+                Ok(result) => {
+                    let _ = tx.blocking_send(Ok(result));
+                    Ok(())
+                }
+                Err(e) => {
+                    gathering.fail();
+                    Err(e)
+                }
             }
-            let result = writer.finish(&handle).map_err(external)?;
-            let _ = tx.blocking_send(Ok(result));
-            Ok(())
         });
         Ok(builder.build())
+    }
+}
+
+/// The buffer that the writer's partitions fill, and the shards they then write, handed out one at a time.
+struct Gathering {
+    state: Mutex<GatheringState>,
+    /// Signalled when the last input ends, or a partition fails.
+    changed: Condvar,
+}
+
+struct GatheringState {
+    buffer: Option<ShardBuffer>,
+    /// Partitions whose input has not ended yet.
+    open_inputs: usize,
+    /// Once every input has ended: the shards not yet taken.
+    shards: VecDeque<BufferedShard>,
+    failed: bool,
+}
+
+impl fmt::Debug for Gathering {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gathering").field("open_inputs", &self.lock().open_inputs).finish_non_exhaustive()
+    }
+}
+
+impl Gathering {
+    fn new(partitions: usize, buffer: ShardBuffer) -> Self {
+        let state =
+            GatheringState { buffer: Some(buffer), open_inputs: partitions, shards: VecDeque::new(), failed: false };
+        Gathering { state: Mutex::new(state), changed: Condvar::new() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GatheringState> {
+        // A partition that panicked fails the job anyway; the others only need the state to stop waiting.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn add(&self, batch: RecordBatch) -> Result<()> {
+        match self.lock().buffer.as_mut() {
+            Some(buffer) => buffer.add(batch),
+            None => Err(Error::InvalidSetting { name: "plan", reason: "a ShardWriterExec plan runs once".into() }),
+        }
+    }
+
+    /// Marks this partition's input as ended and waits for the others (returning early if the job is cancelled,
+    /// which closes `tx`). The last one sorts the shards for all.
+    fn input_ended(&self, tx: &Sender<DfResult<RecordBatch>>) -> DfResult<()> {
+        let mut state = self.lock();
+        state.open_inputs -= 1;
+        if state.open_inputs == 0 {
+            let buffer = state.buffer.take().expect("the buffer until every input ends");
+            state.shards = buffer.into_shards().into();
+            self.changed.notify_all();
+        }
+        while state.open_inputs > 0 && !state.failed {
+            if tx.is_closed() {
+                return Err(DataFusionError::Execution("the prepare job was cancelled".into()));
+            }
+            state = self.changed.wait_timeout(state, Duration::from_millis(100)).expect("not poisoned").0;
+        }
+        if state.failed {
+            return Err(DataFusionError::Execution("another shard writer failed".into()));
+        }
+        Ok(())
+    }
+
+    fn next_shard(&self) -> Option<BufferedShard> {
+        let mut state = self.lock();
+        if state.failed { None } else { state.shards.pop_front() }
+    }
+
+    fn fail(&self) {
+        self.lock().failed = true;
+        self.changed.notify_all();
     }
 }
 
@@ -200,7 +330,6 @@ pub struct WrittenFile {
 
 struct PartitionWriter {
     options: ShardOptions,
-    open: Option<ShardFiles>,
     written: Vec<WrittenFile>,
     kept: BTreeMap<(String, i32), u64>,
     dropped: BTreeMap<(String, i32), u64>,
@@ -211,7 +340,6 @@ impl PartitionWriter {
     fn new(options: ShardOptions) -> Self {
         PartitionWriter {
             options,
-            open: None,
             written: Vec::new(),
             kept: BTreeMap::new(),
             dropped: BTreeMap::new(),
@@ -219,62 +347,39 @@ impl PartitionWriter {
         }
     }
 
-    fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
+    /// Counts the tally rows of `batch` (dropped rows, by reason and rating); returns how many there were.
+    fn count_dropped(&mut self, batch: &RecordBatch) -> usize {
         let column = |name: &str| batch.column_by_name(name).expect("checked in try_new");
         let dropped = column(DROPPED).as_string::<i32>();
         let ratings = column("star_rating").as_primitive::<Int32Type>();
-        let splits = column("split").as_string::<i32>();
-        let shards = column("shard").as_primitive::<Int32Type>();
-        let texts = column("text").as_string::<i32>();
         let counts = column(COUNT).as_primitive::<UInt64Type>();
-        let mut i = 0;
-        while i < batch.num_rows() {
-            if dropped.is_valid(i) {
-                *self.dropped.entry((dropped.value(i).to_owned(), ratings.value(i))).or_default() += counts.value(i);
-                i += 1;
-                continue;
-            }
-            // A run of rows of the same shard.
-            let (split, shard) = (splits.value(i), shards.value(i) as u32);
-            let mut end = i + 1;
-            while end < batch.num_rows()
-                && dropped.is_null(end)
-                && splits.value(end) == split
-                && shards.value(end) as u32 == shard
-            {
-                end += 1;
-            }
-            if self.open.as_ref().is_none_or(|f| f.split != split || f.shard != shard) {
-                self.close()?;
-                self.open = Some(ShardFiles::create(&self.options, split, shard)?);
-            }
-            let files = self.open.as_mut().expect("opened above");
-            files.write(texts, ratings, i..end)?;
-            let mut per_rating: BTreeMap<i32, u64> = BTreeMap::new();
-            for &rating in &ratings.values()[i..end] {
-                *per_rating.entry(rating).or_default() += 1;
-            }
-            for (rating, n) in per_rating {
-                *self.kept.entry((split.to_owned(), rating)).or_default() += n;
-            }
-            i = end;
+        for i in (0..batch.num_rows()).filter(|&i| dropped.is_valid(i)) {
+            *self.dropped.entry((dropped.value(i).to_owned(), ratings.value(i))).or_default() += counts.value(i);
         }
-        Ok(())
+        batch.num_rows() - dropped.null_count()
     }
 
-    /// Finishes the open shard. Its files sync on a thread of their own: waiting for the disk here would stall the
-    /// writer and, through it, the whole plan.
-    fn close(&mut self) -> Result<()> {
-        if let Some(files) = self.open.take() {
-            let (written, files) = files.finish()?;
-            self.written.extend(written);
-            self.syncs.push(std::thread::spawn(move || sync(files)));
+    /// Writes one shard's files, in record order. They sync on a thread of their own: waiting for the disk here
+    /// would hold up the next shard.
+    fn write_shard(&mut self, shard: BufferedShard) -> Result<()> {
+        let mut files = ShardFiles::create(&self.options, &shard.name.split, shard.name.shard)?;
+        let mut per_rating: BTreeMap<i32, u64> = BTreeMap::new();
+        shard.for_each_chunk(|chunk| {
+            for &rating in &chunk.ratings {
+                *per_rating.entry(rating).or_default() += 1;
+            }
+            files.write(chunk)
+        })?;
+        for (rating, n) in per_rating {
+            *self.kept.entry((files.split.clone(), rating)).or_default() += n;
         }
+        let (written, files) = files.finish()?;
+        self.written.extend(written);
+        self.syncs.push(std::thread::spawn(move || sync(files)));
         Ok(())
     }
 
     fn finish(mut self, runtime: &Handle) -> Result<RecordBatch> {
-        self.close()?;
         for handle in self.syncs.drain(..) {
             handle.join().expect("a sync thread does not panic")?;
         }
@@ -369,7 +474,6 @@ struct ShardFiles {
     hash: Sha256,
     rows: u64,
     bytes: u64,
-    line: Vec<u8>,
     tokens: Option<(Arc<dyn Tokenize>, PathBuf, TokenWriter)>,
     parquet: Option<(PathBuf, ArrowWriter<File>)>,
 }
@@ -417,30 +521,19 @@ impl ShardFiles {
             hash: Sha256::new(),
             rows: 0,
             bytes: 0,
-            line: Vec::new(),
             tokens,
             parquet,
         })
     }
 
-    /// Writes rows `range` of a sorted batch: one record per line.
-    fn write(&mut self, texts: &StringArray, ratings: &Int32Array, range: std::ops::Range<usize>) -> Result<()> {
-        self.line.clear();
-        let mut records: Vec<&str> = Vec::new();
-        let mut starts = Vec::with_capacity(range.len() + 1);
-        for i in range.clone() {
-            starts.push(self.line.len());
-            self.line.extend_from_slice(texts.value(i).as_bytes());
-            self.line.push(b'\n');
-        }
-        starts.push(self.line.len());
-        self.text.write_all(&self.line).map_err(Error::io(&self.text_path))?;
-        self.hash.update(&self.line);
-        self.rows += range.len() as u64;
-        self.bytes += self.line.len() as u64;
+    /// Writes a chunk of records, in order: one record per line.
+    fn write(&mut self, chunk: &Chunk) -> Result<()> {
+        self.text.write_all(&chunk.lines).map_err(Error::io(&self.text_path))?;
+        self.hash.update(&chunk.lines);
+        self.rows += chunk.len() as u64;
+        self.bytes += chunk.lines.len() as u64;
         if let Some((tokenizer, bin, writer)) = &mut self.tokens {
-            let text = std::str::from_utf8(&self.line).expect("built from str");
-            records.extend(starts.windows(2).map(|w| &text[w[0]..w[1]]));
+            let records: Vec<&str> = chunk.records().collect();
             let ids =
                 tokenizer.encode_batch(&records).map_err(|reason| Error::Tokenize { path: bin.clone(), reason })?;
             for record in &ids {
@@ -448,8 +541,8 @@ impl ShardFiles {
             }
         }
         if let Some((path, writer)) = &mut self.parquet {
-            let (offset, len) = (range.start, range.len());
-            let columns: Vec<ArrayRef> = vec![Arc::new(texts.slice(offset, len)), Arc::new(ratings.slice(offset, len))];
+            let texts: StringArray = chunk.records().map(|r| Some(r.strip_suffix('\n').unwrap_or(r))).collect();
+            let columns: Vec<ArrayRef> = vec![Arc::new(texts), Arc::new(Int32Array::from(chunk.ratings.clone()))];
             let batch = RecordBatch::try_new(parquet_schema(), columns)
                 .map_err(|source| Error::Arrow { path: path.clone(), source })?;
             writer.write(&batch).map_err(|source| Error::Parquet { path: path.clone(), source })?;

@@ -1,0 +1,438 @@
+//! `ShardBuffer`: the records of the shards that a writer writes, held until its input ends, then handed out one
+//! shard at a time in record order (by key, then text_hash).
+//!
+//! A shard is a key range, and its records arrive in any order, so nothing can be written before the input ends.
+//! The buffer keeps the input batches as they are and, per shard, a small index entry per record; at the end it sorts
+//! each shard's entries and the writer copies the texts straight from the batches into the file. (A `SortExec`
+//! in front of the writer did the same job with two more copies of all the text: one sorting each batch, one
+//! merging them.) Past its share of the memory pool, the buffer spills: it writes each shard's records, sorted, to
+//! a run file, and merges the runs when the shard is written.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{Int32Type, UInt64Type};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::disk_manager::DiskManager;
+use datafusion::execution::memory_pool::MemoryReservation;
+use datafusion::execution::spill_file::SpillFile;
+
+use super::tally::DROPPED;
+use crate::{Error, Result};
+
+/// One buffered record: its order, and where its text is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Entry {
+    key: u64,
+    hash: u64,
+    batch: u32,
+    row: u32,
+}
+
+/// A shard, as the writer names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardName {
+    pub split: String,
+    pub shard: u32,
+}
+
+pub struct ShardBuffer {
+    shards: u32,
+    /// The split names seen, in order of first appearance; a shard's index is `split * shards + shard`.
+    splits: Vec<String>,
+    batches: Vec<RecordBatch>,
+    /// Per shard index: the records in memory.
+    rows: Vec<Vec<Entry>>,
+    /// Per shard index: its sorted runs on disk.
+    runs: Vec<Vec<Arc<dyn SpillFile>>>,
+    /// Per shard index: records added, in memory or spilled.
+    records: Vec<usize>,
+    reservation: MemoryReservation,
+    disk: Arc<DiskManager>,
+}
+
+impl ShardBuffer {
+    pub fn new(shards: u32, reservation: MemoryReservation, disk: Arc<DiskManager>) -> Self {
+        ShardBuffer {
+            shards,
+            splits: Vec::new(),
+            batches: Vec::new(),
+            rows: Vec::new(),
+            runs: Vec::new(),
+            records: Vec::new(),
+            reservation,
+            disk,
+        }
+    }
+
+    /// Adds the records of `batch` (the rows whose `dropped` is NULL), spilling first if the memory pool has no
+    /// room for the batch.
+    pub fn add(&mut self, batch: RecordBatch) -> Result<()> {
+        let size = batch.get_array_memory_size() + batch.num_rows() * size_of::<Entry>();
+        if self.reservation.try_grow(size).is_err() {
+            self.spill()?;
+            // Alone, the batch may still be over the share; it is held anyway, as a sort would.
+            self.reservation.grow(size);
+        }
+        let column = |name: &str| batch.column_by_name(name).expect("checked by the writer");
+        let dropped = column(DROPPED).as_string::<i32>();
+        let splits = column("split").as_string::<i32>();
+        let shards = column("shard").as_primitive::<Int32Type>();
+        let keys = column("key").as_primitive::<UInt64Type>();
+        let hashes = column("text_hash").as_primitive::<UInt64Type>();
+        let batch_index = self.batches.len() as u32;
+        for row in (0..batch.num_rows()).filter(|&row| dropped.is_null(row)) {
+            let index = self.index(splits.value(row), shards.value(row))?;
+            let entry = Entry { key: keys.value(row), hash: hashes.value(row), batch: batch_index, row: row as u32 };
+            self.rows[index].push(entry);
+            self.records[index] += 1;
+        }
+        self.batches.push(batch);
+        Ok(())
+    }
+
+    /// The dense index of a shard, learning its split on first sight.
+    fn index(&mut self, split: &str, shard: i32) -> Result<usize> {
+        let shard = u32::try_from(shard).ok().filter(|&s| s < self.shards).ok_or_else(|| Error::InvalidSetting {
+            name: "shard",
+            reason: format!("the prepare query gave shard {shard}, which is not in 0..{}", self.shards),
+        })?;
+        let split = match self.splits.iter().position(|s| s == split) {
+            Some(at) => at,
+            None => {
+                self.splits.push(split.to_owned());
+                let total = self.splits.len() * self.shards as usize;
+                self.rows.resize_with(total, Vec::new);
+                self.runs.resize_with(total, Vec::new);
+                self.records.resize(total, 0);
+                self.splits.len() - 1
+            }
+        };
+        Ok(split * self.shards as usize + shard as usize)
+    }
+
+    /// Writes every shard's records in memory to a sorted run file of its own, and lets go of the batches.
+    fn spill(&mut self) -> Result<()> {
+        for (index, rows) in self.rows.iter_mut().enumerate() {
+            if rows.is_empty() {
+                continue;
+            }
+            rows.sort_unstable();
+            let file = self.disk.create_tmp_file("revgen prepare shard run").map_err(spill_err)?;
+            let mut out = BufWriter::with_capacity(1 << 20, file.open_writer().map_err(spill_err)?);
+            let io_err = |e: io::Error| spill_err(e.into());
+            for entry in rows.drain(..) {
+                let batch = &self.batches[entry.batch as usize];
+                let (text, rating) = text_and_rating(batch, entry.row as usize);
+                write_run_record(&mut out, &entry, rating, text).map_err(io_err)?;
+            }
+            out.into_inner().map_err(|e| io_err(e.into_error()))?.finish().map_err(spill_err)?;
+            self.runs[index].push(file);
+        }
+        self.batches.clear();
+        self.reservation.free();
+        Ok(())
+    }
+
+    /// The buffered shards, largest first (so that writers sharing them finish together), each ready to read in
+    /// record order.
+    pub fn into_shards(self) -> Vec<BufferedShard> {
+        let batches = Arc::new(self.batches);
+        let mut shards: Vec<BufferedShard> = self
+            .rows
+            .into_iter()
+            .zip(self.runs)
+            .zip(self.records)
+            .enumerate()
+            .filter(|&(_, (_, records))| records > 0)
+            .map(|(index, ((mut rows, runs), records))| {
+                rows.sort_unstable();
+                let name = ShardName {
+                    split: self.splits[index / self.shards as usize].clone(),
+                    shard: (index % self.shards as usize) as u32,
+                };
+                BufferedShard { name, batches: Arc::clone(&batches), rows, runs, records }
+            })
+            .collect();
+        shards.sort_by_key(|s| Reverse(s.records));
+        shards
+    }
+}
+
+fn text_and_rating(batch: &RecordBatch, row: usize) -> (&str, i32) {
+    let texts: &StringArray = batch.column_by_name("text").expect("checked by the writer").as_string();
+    let ratings = batch.column_by_name("star_rating").expect("checked by the writer").as_primitive::<Int32Type>();
+    (texts.value(row), ratings.value(row))
+}
+
+/// A run record: key, hash, rating, text length (little-endian), then the text.
+fn write_run_record(out: &mut impl Write, entry: &Entry, rating: i32, text: &str) -> io::Result<()> {
+    out.write_all(&entry.key.to_le_bytes())?;
+    out.write_all(&entry.hash.to_le_bytes())?;
+    out.write_all(&rating.to_le_bytes())?;
+    out.write_all(&(text.len() as u32).to_le_bytes())?;
+    out.write_all(text.as_bytes())
+}
+
+/// One shard's records, sorted in memory and on disk.
+pub struct BufferedShard {
+    pub name: ShardName,
+    batches: Arc<Vec<RecordBatch>>,
+    rows: Vec<Entry>,
+    runs: Vec<Arc<dyn SpillFile>>,
+    records: usize,
+}
+
+/// Records in order, a chunk at a time: each text followed by a newline, as the shard file holds them.
+#[derive(Default)]
+pub struct Chunk {
+    pub lines: Vec<u8>,
+    /// Where each record starts in `lines`; one more entry at the end.
+    pub starts: Vec<usize>,
+    pub ratings: Vec<i32>,
+}
+
+impl Chunk {
+    fn clear(&mut self) {
+        self.lines.clear();
+        self.starts.clear();
+        self.ratings.clear();
+    }
+
+    fn push(&mut self, text: &[u8], rating: i32) {
+        self.starts.push(self.lines.len());
+        self.lines.extend_from_slice(text);
+        self.lines.push(b'\n');
+        self.ratings.push(rating);
+    }
+
+    pub fn len(&self) -> usize {
+        self.ratings.len()
+    }
+
+    /// The records, newline included.
+    pub fn records(&self) -> impl Iterator<Item = &str> {
+        let text = std::str::from_utf8(&self.lines).expect("built from str");
+        self.starts.windows(2).map(move |w| &text[w[0]..w[1]])
+    }
+}
+
+/// Records per chunk: enough to make each write and tokenizer call worth it.
+const CHUNK_RECORDS: usize = 8192;
+
+impl BufferedShard {
+    /// Calls `write` with the records in order, [`CHUNK_RECORDS`] at a time.
+    pub fn for_each_chunk(self, mut write: impl FnMut(&Chunk) -> Result<()>) -> Result<()> {
+        let mut chunk = Chunk::default();
+        let mut flush = |chunk: &mut Chunk| -> Result<()> {
+            chunk.starts.push(chunk.lines.len());
+            write(chunk)?;
+            chunk.clear();
+            Ok(())
+        };
+        if self.runs.is_empty() {
+            for group in self.rows.chunks(CHUNK_RECORDS) {
+                for entry in group {
+                    let (text, rating) = text_and_rating(&self.batches[entry.batch as usize], entry.row as usize);
+                    chunk.push(text.as_bytes(), rating);
+                }
+                flush(&mut chunk)?;
+            }
+            return Ok(());
+        }
+        // Spilled: a k-way merge of the runs and the records still in memory.
+        let mut runs = self.runs.iter().map(RunReader::open).collect::<Result<Vec<_>>>()?;
+        let mut memory = self.rows.iter().peekable();
+        let mut heads = BinaryHeap::new();
+        for (i, run) in runs.iter_mut().enumerate() {
+            if let Some((key, hash)) = run.next()? {
+                heads.push(Reverse((key, hash, i)));
+            }
+        }
+        let memory_source = runs.len();
+        if let Some(entry) = memory.peek() {
+            heads.push(Reverse((entry.key, entry.hash, memory_source)));
+        }
+        while let Some(Reverse((_, _, source))) = heads.pop() {
+            if source == memory_source {
+                let entry = memory.next().expect("a head of memory");
+                let (text, rating) = text_and_rating(&self.batches[entry.batch as usize], entry.row as usize);
+                chunk.push(text.as_bytes(), rating);
+                if let Some(next) = memory.peek() {
+                    heads.push(Reverse((next.key, next.hash, memory_source)));
+                }
+            } else {
+                let run = &mut runs[source];
+                chunk.push(&run.text, run.rating);
+                if let Some((key, hash)) = run.next()? {
+                    heads.push(Reverse((key, hash, source)));
+                }
+            }
+            if chunk.len() == CHUNK_RECORDS {
+                flush(&mut chunk)?;
+            }
+        }
+        if chunk.len() > 0 {
+            flush(&mut chunk)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads a run file back, a record at a time.
+struct RunReader {
+    input: BufReader<SpillReader>,
+    rating: i32,
+    text: Vec<u8>,
+}
+
+impl RunReader {
+    fn open(file: &Arc<dyn SpillFile>) -> Result<Self> {
+        // A file on local disk (the default disk manager's) is read directly; another backend through its stream.
+        let input = match file.path() {
+            Some(path) => SpillReader::File(std::fs::File::open(path).map_err(|e| spill_err(e.into()))?),
+            None => SpillReader::Stream {
+                chunks: futures::executor::block_on_stream(file.read_stream().map_err(spill_err)?),
+                current: Bytes::new(),
+            },
+        };
+        Ok(RunReader { input: BufReader::with_capacity(1 << 20, input), rating: 0, text: Vec::new() })
+    }
+
+    /// Reads the next record into `rating` and `text`; returns its order, or None at the end.
+    fn next(&mut self) -> Result<Option<(u64, u64)>> {
+        let mut header = [0u8; 24];
+        match self.input.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(spill_err(e.into())),
+        }
+        let word = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().expect("8 bytes"));
+        let (key, hash) = (word(0), word(8));
+        self.rating = i32::from_le_bytes(header[16..20].try_into().expect("4 bytes"));
+        let len = u32::from_le_bytes(header[20..24].try_into().expect("4 bytes")) as usize;
+        self.text.resize(len, 0);
+        self.input.read_exact(&mut self.text).map_err(|e| spill_err(e.into()))?;
+        Ok(Some((key, hash)))
+    }
+}
+
+/// A spill file as a blocking reader (the writers run on blocking threads).
+enum SpillReader {
+    File(std::fs::File),
+    Stream { chunks: futures::executor::BlockingStream<SpillStream>, current: Bytes },
+}
+
+type SpillStream = std::pin::Pin<Box<dyn futures::Stream<Item = DfResult<Bytes>> + Send>>;
+
+impl Read for SpillReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let (chunks, current) = match self {
+            SpillReader::File(file) => return file.read(buf),
+            SpillReader::Stream { chunks, current } => (chunks, current),
+        };
+        while current.is_empty() {
+            match chunks.next() {
+                Some(chunk) => *current = chunk.map_err(io::Error::other)?,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(current.len());
+        current.copy_to_slice(&mut buf[..n]);
+        Ok(n)
+    }
+}
+
+fn spill_err(e: DataFusionError) -> Error {
+    Error::DataFusion { context: "spilling shard records".into(), source: Box::new(e) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int32Array, UInt64Array};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::execution::disk_manager::DiskManagerBuilder;
+    use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryConsumer, MemoryPool};
+
+    fn batch(rows: &[(&str, u32, u64, &str)]) -> RecordBatch {
+        let schema = Schema::new(vec![
+            Field::new(DROPPED, DataType::Utf8, true),
+            Field::new("star_rating", DataType::Int32, false),
+            Field::new("split", DataType::Utf8, true),
+            Field::new("shard", DataType::Int32, true),
+            Field::new("key", DataType::UInt64, true),
+            Field::new("text", DataType::Utf8, true),
+            Field::new("text_hash", DataType::UInt64, true),
+        ]);
+        let n = rows.len();
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(StringArray::from(vec![None::<&str>; n])),
+                Arc::new(Int32Array::from(vec![5; n])),
+                Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())),
+                Arc::new(Int32Array::from(rows.iter().map(|r| r.1 as i32).collect::<Vec<_>>())),
+                Arc::new(UInt64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
+                Arc::new(StringArray::from(rows.iter().map(|r| r.3).collect::<Vec<_>>())),
+                Arc::new(UInt64Array::from(vec![0; n])),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn written(buffer: ShardBuffer) -> Vec<(String, u32, String)> {
+        let mut out = Vec::new();
+        for shard in buffer.into_shards() {
+            let name = shard.name.clone();
+            shard
+                .for_each_chunk(|chunk| {
+                    out.push((name.split.clone(), name.shard, String::from_utf8(chunk.lines.clone()).unwrap()));
+                    Ok(())
+                })
+                .unwrap();
+        }
+        out.sort();
+        out
+    }
+
+    fn buffer(pool_bytes: usize) -> ShardBuffer {
+        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(pool_bytes));
+        let reservation = MemoryConsumer::new("test").with_can_spill(true).register(&pool);
+        ShardBuffer::new(2, reservation, Arc::new(DiskManagerBuilder::default().build().unwrap()))
+    }
+
+    #[test]
+    fn shards_come_out_in_key_order_spilled_or_not() {
+        let batches = [
+            batch(&[("train", 0, 30, "c"), ("train", 1, 5, "x"), ("val", 0, 1, "v")]),
+            batch(&[("train", 0, 10, "a"), ("train", 0, 20, "b")]),
+            batch(&[("train", 0, 15, "ab"), ("train", 1, 4, "w")]),
+        ];
+        let expected = vec![
+            ("train".to_owned(), 0, "a\nab\nb\nc\n".to_owned()),
+            ("train".to_owned(), 1, "w\nx\n".to_owned()),
+            ("val".to_owned(), 0, "v\n".to_owned()),
+        ];
+        // Room for everything, and room for no batch at all (every add spills what came before).
+        for pool in [1 << 30, 1] {
+            let mut buffer = buffer(pool);
+            for b in &batches {
+                buffer.add(b.clone()).unwrap();
+            }
+            let spilled = buffer.runs.iter().map(Vec::len).sum::<usize>();
+            assert_eq!(spilled > 0, pool == 1);
+            assert_eq!(written(buffer), expected, "pool {pool}");
+        }
+    }
+
+    #[test]
+    fn a_shard_out_of_range_is_an_error() {
+        let err = buffer(1 << 30).add(batch(&[("train", 2, 1, "x")])).unwrap_err().to_string();
+        assert!(err.contains("shard 2"), "{err}");
+    }
+}
