@@ -14,7 +14,7 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
-use datafusion::arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use datafusion::arrow::array::{Array, AsArray, Int32Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{Int32Type, UInt64Type};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::disk_manager::DiskManager;
@@ -44,7 +44,7 @@ pub struct ShardBuffer {
     shards: u32,
     /// The split names seen, in order of first appearance; a shard's index is `split * shards + shard`.
     splits: Vec<String>,
-    batches: Vec<RecordBatch>,
+    batches: Vec<Records>,
     /// Per shard index: the records in memory.
     rows: Vec<Vec<Entry>>,
     /// Per shard index: its sorted runs on disk.
@@ -72,7 +72,8 @@ impl ShardBuffer {
     /// Adds the records of `batch` (the rows whose `dropped` is NULL), spilling first if the memory pool has no
     /// room for the batch.
     pub fn add(&mut self, batch: RecordBatch) -> Result<()> {
-        let size = batch.get_array_memory_size() + batch.num_rows() * size_of::<Entry>();
+        let records = Records::new(&batch);
+        let size = records.memory_size() + batch.num_rows() * size_of::<Entry>();
         if self.reservation.try_grow(size).is_err() {
             self.spill()?;
             // Alone, the batch may still be over the share; it is held anyway, as a sort would.
@@ -91,7 +92,7 @@ impl ShardBuffer {
             self.rows[index].push(entry);
             self.records[index] += 1;
         }
-        self.batches.push(batch);
+        self.batches.push(records);
         Ok(())
     }
 
@@ -126,8 +127,7 @@ impl ShardBuffer {
             let mut out = BufWriter::with_capacity(1 << 20, file.open_writer().map_err(spill_err)?);
             let io_err = |e: io::Error| spill_err(e.into());
             for entry in rows.drain(..) {
-                let batch = &self.batches[entry.batch as usize];
-                let (text, rating) = text_and_rating(batch, entry.row as usize);
+                let (text, rating) = self.batches[entry.batch as usize].get(entry.row as usize);
                 write_run_record(&mut out, &entry, rating, text).map_err(io_err)?;
             }
             out.into_inner().map_err(|e| io_err(e.into_error()))?.finish().map_err(spill_err)?;
@@ -163,10 +163,25 @@ impl ShardBuffer {
     }
 }
 
-fn text_and_rating(batch: &RecordBatch, row: usize) -> (&str, i32) {
-    let texts: &StringArray = batch.column_by_name("text").expect("checked by the writer").as_string();
-    let ratings = batch.column_by_name("star_rating").expect("checked by the writer").as_primitive::<Int32Type>();
-    (texts.value(row), ratings.value(row))
+/// The columns of a batch that the shard files need: all the buffer keeps of it.
+struct Records {
+    texts: StringArray,
+    ratings: Int32Array,
+}
+
+impl Records {
+    fn new(batch: &RecordBatch) -> Self {
+        let column = |name: &str| batch.column_by_name(name).expect("checked by the writer");
+        Records { texts: column("text").as_string().clone(), ratings: column("star_rating").as_primitive().clone() }
+    }
+
+    fn get(&self, row: usize) -> (&str, i32) {
+        (self.texts.value(row), self.ratings.value(row))
+    }
+
+    fn memory_size(&self) -> usize {
+        self.texts.get_array_memory_size() + self.ratings.get_array_memory_size()
+    }
 }
 
 /// A run record: key, hash, rating, text length (little-endian), then the text.
@@ -181,44 +196,18 @@ fn write_run_record(out: &mut impl Write, entry: &Entry, rating: i32, text: &str
 /// One shard's records, sorted in memory and on disk.
 pub struct BufferedShard {
     pub name: ShardName,
-    batches: Arc<Vec<RecordBatch>>,
+    batches: Arc<Vec<Records>>,
     rows: Vec<Entry>,
     runs: Vec<Arc<dyn SpillFile>>,
     records: usize,
 }
 
-/// Records in order, a chunk at a time: each text followed by a newline, as the shard file holds them.
+/// Records in order, a chunk at a time.
 #[derive(Default)]
-pub struct Chunk {
-    pub lines: Vec<u8>,
-    /// Where each record starts in `lines`; one more entry at the end.
-    pub starts: Vec<usize>,
+pub struct Chunk<'a> {
+    /// Each record's text, without the newline that ends it in a shard file.
+    pub texts: Vec<&'a str>,
     pub ratings: Vec<i32>,
-}
-
-impl Chunk {
-    fn clear(&mut self) {
-        self.lines.clear();
-        self.starts.clear();
-        self.ratings.clear();
-    }
-
-    fn push(&mut self, text: &[u8], rating: i32) {
-        self.starts.push(self.lines.len());
-        self.lines.extend_from_slice(text);
-        self.lines.push(b'\n');
-        self.ratings.push(rating);
-    }
-
-    pub fn len(&self) -> usize {
-        self.ratings.len()
-    }
-
-    /// The records, newline included.
-    pub fn records(&self) -> impl Iterator<Item = &str> {
-        let text = std::str::from_utf8(&self.lines).expect("built from str");
-        self.starts.windows(2).map(move |w| &text[w[0]..w[1]])
-    }
 }
 
 /// Records per chunk: enough to make each write and tokenizer call worth it.
@@ -226,25 +215,27 @@ const CHUNK_RECORDS: usize = 8192;
 
 impl BufferedShard {
     /// Calls `write` with the records in order, [`CHUNK_RECORDS`] at a time.
-    pub fn for_each_chunk(self, mut write: impl FnMut(&Chunk) -> Result<()>) -> Result<()> {
-        let mut chunk = Chunk::default();
-        let mut flush = |chunk: &mut Chunk| -> Result<()> {
-            chunk.starts.push(chunk.lines.len());
-            write(chunk)?;
-            chunk.clear();
-            Ok(())
-        };
+    pub fn for_each_chunk(&self, mut write: impl FnMut(&Chunk<'_>) -> Result<()>) -> Result<()> {
+        let record = |entry: &Entry| self.batches[entry.batch as usize].get(entry.row as usize);
         if self.runs.is_empty() {
+            let mut chunk = Chunk::default();
             for group in self.rows.chunks(CHUNK_RECORDS) {
-                for entry in group {
-                    let (text, rating) = text_and_rating(&self.batches[entry.batch as usize], entry.row as usize);
-                    chunk.push(text.as_bytes(), rating);
+                chunk.texts.clear();
+                chunk.ratings.clear();
+                for (text, rating) in group.iter().map(record) {
+                    chunk.texts.push(text);
+                    chunk.ratings.push(rating);
                 }
-                flush(&mut chunk)?;
+                write(&chunk)?;
             }
             return Ok(());
         }
-        // Spilled: a k-way merge of the runs and the records still in memory.
+        // Spilled: a k-way merge of the runs and the records still in memory. Texts read back from runs are
+        // gathered in `arena` until the chunk is full.
+        enum Text<'a> {
+            Memory(&'a str),
+            Arena(std::ops::Range<usize>),
+        }
         let mut runs = self.runs.iter().map(RunReader::open).collect::<Result<Vec<_>>>()?;
         let mut memory = self.rows.iter().peekable();
         let mut heads = BinaryHeap::new();
@@ -257,27 +248,41 @@ impl BufferedShard {
         if let Some(entry) = memory.peek() {
             heads.push(Reverse((entry.key, entry.hash, memory_source)));
         }
+        let (mut arena, mut texts, mut ratings) = (Vec::<u8>::new(), Vec::new(), Vec::new());
+        let mut flush = |arena: &mut Vec<u8>, texts: &mut Vec<Text<'_>>, ratings: &mut Vec<i32>| -> Result<()> {
+            let arena_text = std::str::from_utf8(arena).expect("texts of str");
+            let texts = texts.drain(..).map(|t| match t {
+                Text::Memory(text) => text,
+                Text::Arena(range) => &arena_text[range],
+            });
+            write(&Chunk { texts: texts.collect(), ratings: std::mem::take(ratings) })?;
+            arena.clear();
+            Ok(())
+        };
         while let Some(Reverse((_, _, source))) = heads.pop() {
             if source == memory_source {
                 let entry = memory.next().expect("a head of memory");
-                let (text, rating) = text_and_rating(&self.batches[entry.batch as usize], entry.row as usize);
-                chunk.push(text.as_bytes(), rating);
+                let (text, rating) = record(entry);
+                texts.push(Text::Memory(text));
+                ratings.push(rating);
                 if let Some(next) = memory.peek() {
                     heads.push(Reverse((next.key, next.hash, memory_source)));
                 }
             } else {
                 let run = &mut runs[source];
-                chunk.push(&run.text, run.rating);
+                texts.push(Text::Arena(arena.len()..arena.len() + run.text.len()));
+                arena.extend_from_slice(&run.text);
+                ratings.push(run.rating);
                 if let Some((key, hash)) = run.next()? {
                     heads.push(Reverse((key, hash, source)));
                 }
             }
-            if chunk.len() == CHUNK_RECORDS {
-                flush(&mut chunk)?;
+            if texts.len() == CHUNK_RECORDS {
+                flush(&mut arena, &mut texts, &mut ratings)?;
             }
         }
-        if chunk.len() > 0 {
-            flush(&mut chunk)?;
+        if !texts.is_empty() {
+            flush(&mut arena, &mut texts, &mut ratings)?;
         }
         Ok(())
     }
@@ -354,7 +359,7 @@ fn spill_err(e: DataFusionError) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{Int32Array, UInt64Array};
+    use datafusion::arrow::array::UInt64Array;
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::execution::disk_manager::DiskManagerBuilder;
     use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryConsumer, MemoryPool};
@@ -388,10 +393,10 @@ mod tests {
     fn written(buffer: ShardBuffer) -> Vec<(String, u32, String)> {
         let mut out = Vec::new();
         for shard in buffer.into_shards() {
-            let name = shard.name.clone();
             shard
                 .for_each_chunk(|chunk| {
-                    out.push((name.split.clone(), name.shard, String::from_utf8(chunk.lines.clone()).unwrap()));
+                    let lines: String = chunk.texts.iter().map(|t| format!("{t}\n")).collect();
+                    out.push((shard.name.split.clone(), shard.name.shard, lines));
                     Ok(())
                 })
                 .unwrap();
