@@ -5,8 +5,9 @@
 //! ShardWriterExec            buffers records per shard, then writes each in (key, text_hash) order into staging;
 //!                            returns files and counts
 //!   [RepartitionExec]        on a cluster: Hash(split, shard), so that every shard lands whole in one partition
-//!     TallyExec              counts dropped rows by reason and rating, passes kept ones
-//!       sql/prepare.sql      filters, review_key, template (ReviewsScan below)
+//!     [FilterExec]           on a cluster: records and tally rows only
+//!       TallyExec            counts dropped rows by reason and rating, passes its input on
+//!         sql/prepare.sql    filters, review_key, template (ReviewsScan below)
 //! ```
 //! Split, shard and order within a shard all come from `review_key(review_id, seed)`, a stable hash, so shards are
 //! byte-identical from run to run and from machine to machine, however the inputs are partitioned. The output
@@ -29,9 +30,11 @@ use std::time::Instant;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Int32Type, UInt64Type};
+use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::Partitioning;
-use datafusion::physical_expr::expressions::col;
+use datafusion::physical_expr::expressions::{binary, col, is_not_null, is_null};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use serde::{Deserialize, Serialize};
 
@@ -298,12 +301,21 @@ impl PrepareJob {
             // free.
             return writer(tally, Gather::Shared);
         }
-        // On a cluster each writer task gets whole shards: Ballista shuffles the records by shard.
+        // On a cluster each writer task gets whole shards: Ballista shuffles the records by shard. Rows that the
+        // tally has counted are left out of the shuffle first (only records and tally rows cross the network).
         let schema = tally.schema();
         let column = |name: &str| col(name, &schema).map_err(df_err("the prepare query's columns"));
+        let to_shuffle = binary(
+            is_null(column(tally::DROPPED)?).map_err(df_err("filtering"))?,
+            Operator::Or,
+            is_not_null(column(tally::COUNT)?).map_err(df_err("filtering"))?,
+            &schema,
+        )
+        .map_err(df_err("filtering"))?;
+        let filter = Arc::new(FilterExec::try_new(to_shuffle, tally).map_err(df_err("filtering"))?);
         let partitions = self.reviews.ctx.state().config().target_partitions().max(1);
         let by_shard = Partitioning::Hash(vec![column("split")?, column("shard")?], partitions);
-        let repartition = Arc::new(RepartitionExec::try_new(tally, by_shard).map_err(df_err("repartitioning"))?);
+        let repartition = Arc::new(RepartitionExec::try_new(filter, by_shard).map_err(df_err("repartitioning"))?);
         writer(repartition, Gather::PerPartition)
     }
 

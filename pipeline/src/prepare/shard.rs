@@ -213,7 +213,7 @@ impl ExecutionPlan for ShardWriterExec {
             let written = (|| {
                 while let Some(batch) = handle.block_on(input.next()) {
                     let batch = batch?;
-                    if writer.count_dropped(&batch) < batch.num_rows() {
+                    if writer.count_dropped(&batch) > 0 {
                         gathering.add(batch).map_err(external)?;
                     }
                 }
@@ -347,16 +347,19 @@ impl PartitionWriter {
         }
     }
 
-    /// Counts the tally rows of `batch` (dropped rows, by reason and rating); returns how many there were.
+    /// Adds up the tally rows of `batch` (rows with a `count`: dropped rows, by reason and rating); returns how many
+    /// records it holds (rows not dropped). Dropped rows without a count are counted in a tally row already.
     fn count_dropped(&mut self, batch: &RecordBatch) -> usize {
         let column = |name: &str| batch.column_by_name(name).expect("checked in try_new");
         let dropped = column(DROPPED).as_string::<i32>();
         let ratings = column("star_rating").as_primitive::<Int32Type>();
         let counts = column(COUNT).as_primitive::<UInt64Type>();
-        for i in (0..batch.num_rows()).filter(|&i| dropped.is_valid(i)) {
-            *self.dropped.entry((dropped.value(i).to_owned(), ratings.value(i))).or_default() += counts.value(i);
+        if counts.null_count() < counts.len() {
+            for i in (0..batch.num_rows()).filter(|&i| counts.is_valid(i)) {
+                *self.dropped.entry((dropped.value(i).to_owned(), ratings.value(i))).or_default() += counts.value(i);
+            }
         }
-        batch.num_rows() - dropped.null_count()
+        dropped.null_count()
     }
 
     /// Writes one shard's files, in record order. They sync on a thread of their own: waiting for the disk here

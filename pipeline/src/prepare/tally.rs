@@ -1,4 +1,6 @@
-//! `TallyExec`: counts the rows the query dropped, by reason and rating, and passes the kept rows on.
+//! `TallyExec`: counts the rows the query dropped, by reason and rating, and passes its input on (with `count`
+//! NULL: those rows are counted already). Filtering the dropped rows out here would copy the kept rows' text, most
+//! of the job's bytes; the shard writers skip them instead.
 //!
 //! The counts travel in the data stream, not beside it: after its input ends, each partition emits a few tally rows
 //! (`dropped` = the reason, `count` = how many rows), which reach the shard writers with the records and come back
@@ -10,9 +12,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int32Array, RecordBatch, StringArray, UInt64Array, new_null_array,
+    Array, ArrayRef, AsArray, Int32Array, RecordBatch, StringArray, UInt64Array, new_null_array,
 };
-use datafusion::arrow::compute::{cast, filter_record_batch, is_null};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result as DfResult};
@@ -69,7 +71,7 @@ impl TallyExec {
 
 impl DisplayAs for TallyExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TallyExec: counts rows by ({DROPPED}, star_rating), passes rows with {DROPPED} IS NULL")
+        write!(f, "TallyExec: counts rows by ({DROPPED}, star_rating), then adds a row per count")
     }
 }
 
@@ -108,8 +110,8 @@ impl ExecutionPlan for TallyExec {
             let mut tally: BTreeMap<(String, i32), u64> = BTreeMap::new();
             while let Some(batch) = input.next().await {
                 let batch = to_utf8(batch?, &schema)?;
-                let kept = count_dropped(&batch, &mut tally)?;
-                if kept.num_rows() > 0 && tx.send(Ok(with_count(kept, &schema)?)).await.is_err() {
+                count_dropped(&batch, &mut tally);
+                if batch.num_rows() > 0 && tx.send(Ok(with_count(batch, &schema)?)).await.is_err() {
                     return Ok(());
                 }
             }
@@ -140,18 +142,25 @@ fn to_utf8(batch: RecordBatch, schema: &SchemaRef) -> DfResult<RecordBatch> {
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
 }
 
-/// Adds the dropped rows of `batch` to `tally` and returns the kept rows.
-fn count_dropped(batch: &RecordBatch, tally: &mut BTreeMap<(String, i32), u64>) -> DfResult<RecordBatch> {
+/// Adds the dropped rows of `batch` to `tally`.
+fn count_dropped(batch: &RecordBatch, tally: &mut BTreeMap<(String, i32), u64>) {
     let dropped = batch.column_by_name(DROPPED).expect("checked in try_new").as_string::<i32>();
     let ratings = batch.column_by_name("star_rating").expect("checked in try_new").as_primitive::<Int32Type>();
     if dropped.null_count() == dropped.len() {
-        return Ok(batch.clone());
+        return;
     }
+    // Counted per batch first: a few reasons and ratings, so a short list beats a map lookup (and a String) per row.
+    let mut counts: Vec<((&str, i32), u64)> = Vec::new();
     for i in (0..dropped.len()).filter(|&i| dropped.is_valid(i)) {
-        *tally.entry((dropped.value(i).to_owned(), ratings.value(i))).or_default() += 1;
+        let key = (dropped.value(i), ratings.value(i));
+        match counts.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((key, 1)),
+        }
     }
-    let keep: BooleanArray = is_null(dropped)?;
-    Ok(filter_record_batch(batch, &keep)?)
+    for ((reason, rating), n) in counts {
+        *tally.entry((reason.to_owned(), rating)).or_default() += n;
+    }
 }
 
 /// Records with a NULL `count`.
