@@ -138,8 +138,8 @@ impl ShardBuffer {
         Ok(())
     }
 
-    /// The buffered shards, largest first (so that writers sharing them finish together), each ready to read in
-    /// record order.
+    /// The buffered shards, largest first (so that writers sharing them finish together). Each is sorted by the
+    /// writer that takes it, so that the sorting too runs on every writer.
     pub fn into_shards(self) -> Vec<BufferedShard> {
         let batches = Arc::new(self.batches);
         let mut shards: Vec<BufferedShard> = self
@@ -149,8 +149,7 @@ impl ShardBuffer {
             .zip(self.records)
             .enumerate()
             .filter(|&(_, (_, records))| records > 0)
-            .map(|(index, ((mut rows, runs), records))| {
-                rows.sort_unstable();
+            .map(|(index, ((rows, runs), records))| {
                 let name = ShardName {
                     split: self.splits[index / self.shards as usize].clone(),
                     shard: (index % self.shards as usize) as u32,
@@ -215,7 +214,8 @@ const CHUNK_RECORDS: usize = 8192;
 
 impl BufferedShard {
     /// Calls `write` with the records in order, [`CHUNK_RECORDS`] at a time.
-    pub fn for_each_chunk(&self, mut write: impl FnMut(&Chunk<'_>) -> Result<()>) -> Result<()> {
+    pub fn for_each_chunk(mut self, mut write: impl FnMut(&Chunk<'_>) -> Result<()>) -> Result<()> {
+        self.rows.sort_unstable();
         let record = |entry: &Entry| self.batches[entry.batch as usize].get(entry.row as usize);
         if self.runs.is_empty() {
             let mut chunk = Chunk::default();
@@ -393,10 +393,11 @@ mod tests {
     fn written(buffer: ShardBuffer) -> Vec<(String, u32, String)> {
         let mut out = Vec::new();
         for shard in buffer.into_shards() {
+            let name = shard.name.clone();
             shard
                 .for_each_chunk(|chunk| {
                     let lines: String = chunk.texts.iter().map(|t| format!("{t}\n")).collect();
-                    out.push((shard.name.split.clone(), shard.name.shard, lines));
+                    out.push((name.split.clone(), name.shard, lines));
                     Ok(())
                 })
                 .unwrap();

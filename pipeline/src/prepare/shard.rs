@@ -280,11 +280,14 @@ impl Gathering {
     }
 
     /// Marks this partition's input as ended and waits for the others (returning early if the job is cancelled,
-    /// which closes `tx`). The last one sorts the shards for all.
+    /// which closes `tx`). The last one hands the shards out.
     fn input_ended(&self, tx: &Sender<DfResult<RecordBatch>>) -> DfResult<()> {
         let mut state = self.lock();
-        state.open_inputs -= 1;
-        if state.open_inputs == 0 {
+        let Some(open) = state.open_inputs.checked_sub(1) else {
+            return Err(DataFusionError::Execution("a ShardWriterExec plan runs once".into()));
+        };
+        state.open_inputs = open;
+        if open == 0 {
             let buffer = state.buffer.take().expect("the buffer until every input ends");
             state.shards = buffer.into_shards().into();
             self.changed.notify_all();
@@ -293,7 +296,10 @@ impl Gathering {
             if tx.is_closed() {
                 return Err(DataFusionError::Execution("the prepare job was cancelled".into()));
             }
-            state = self.changed.wait_timeout(state, Duration::from_millis(100)).expect("not poisoned").0;
+            state = match self.changed.wait_timeout(state, Duration::from_millis(100)) {
+                Ok((state, _)) => state,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
         }
         if state.failed {
             return Err(DataFusionError::Execution("another shard writer failed".into()));
