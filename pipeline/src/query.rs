@@ -64,10 +64,10 @@ impl Reviews {
     /// Resolves the input specs and registers them as `reviews`. Malformed rows go to `log`.
     pub async fn open(specs: &[String], options: &StoreOptions, log: RowLog) -> Result<Self> {
         let inputs = source::resolve(specs, options).await?;
-        Ok(Self::from_inputs(inputs, log))
+        Self::from_inputs(inputs, log)
     }
 
-    pub fn from_inputs(inputs: Vec<Input>, log: RowLog) -> Self {
+    pub fn from_inputs(inputs: Vec<Input>, log: RowLog) -> Result<Self> {
         // Stable output: one target partition per core, and batches of the size our readers emit.
         let mut config = SessionConfig::new().with_batch_size(crate::batch::BATCH_ROWS).with_information_schema(true);
         // VARCHAR is Utf8, the type of every text column: concatenating it with Utf8View costs a copy of the text.
@@ -75,7 +75,7 @@ impl Reviews {
         // Sorts, aggregations and prepare's shard buffers spill to disk past half of the machine's memory (or
         // REVGEN_MEMORY_LIMIT) instead of failing at its end.
         let runtime = RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit())))
+            .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit()?)))
             .build_arc()
             .expect("a runtime with a memory pool and the default disk manager");
         let ctx = SessionContext::new_with_config_rt(config, runtime);
@@ -96,7 +96,7 @@ impl Reviews {
         let bytes_read = BytesRead::default();
         let table = ReviewsTable::new(inputs, log.clone(), Arc::clone(&bytes_read));
         ctx.register_table("reviews", Arc::new(table.clone())).expect("a fresh session has no table named reviews");
-        Reviews { ctx, inputs: summaries, log, bytes_read, total_bytes, table, cluster: None }
+        Ok(Reviews { ctx, inputs: summaries, log, bytes_read, total_bytes, table, cluster: None })
     }
 
     /// Runs this dump's queries on `cluster` from now on. `scratch` is a directory that the executors write each
@@ -260,15 +260,19 @@ impl Params {
 
 /// The memory pool's size: `REVGEN_MEMORY_LIMIT` (bytes, or with a K, M or G suffix), else half of the machine's
 /// memory (MemTotal), or 4 GiB where that cannot be read.
-fn memory_limit() -> usize {
-    if let Some(limit) = std::env::var("REVGEN_MEMORY_LIMIT").ok().and_then(|v| parse_size(&v)) {
-        return limit;
+fn memory_limit() -> Result<usize> {
+    if let Some(value) = std::env::var_os("REVGEN_MEMORY_LIMIT") {
+        let value = value.to_string_lossy();
+        return parse_size(&value).ok_or_else(|| Error::InvalidSetting {
+            name: "REVGEN_MEMORY_LIMIT",
+            reason: format!("{value:?} is not a size in bytes, such as 1048576, 512K, 64M or 2G"),
+        });
     }
     let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|info| {
         let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
         line.split_whitespace().nth(1)?.parse::<usize>().ok()
     });
-    total_kib.map_or(4 << 30, |kib| kib * 1024 / 2)
+    Ok(total_kib.map_or(4 << 30, |kib| kib * 1024 / 2))
 }
 
 /// `1048576`, `512K`, `64M`, `2G`.

@@ -219,6 +219,11 @@ fn reruns_and_partitionings_give_identical_shards() {
             .env("REVGEN_MEMORY_LIMIT", "16K"),
     );
     assert_eq!(shards(&first), shards(&manifest(&dir.path().join("spilled"))), "spilling changes nothing");
+    let out = run_err(
+        revgen(dir.path(), &["prepare", "-i", &parts[0], "-o", "bad-limit"]).env("REVGEN_MEMORY_LIMIT", "lots"),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("REVGEN_MEMORY_LIMIT") && stderr.contains("\"lots\""), "{stderr}");
     assert_eq!(
         fs::read(dir.path().join("a/manifest.json")).unwrap(),
         fs::read(dir.path().join("b/manifest.json")).unwrap()

@@ -4,9 +4,8 @@
 //! A shard is a key range, and its records arrive in any order, so nothing can be written before the input ends.
 //! The buffer keeps the text and rating columns of the input batches as they are and, per shard, a small index entry
 //! per record; at the end each shard's entries are sorted and the writer sends the texts straight from the batches
-//! to the file. (A `SortExec`
-//! in front of the writer did the same job with two more copies of all the text: one sorting each batch, one
-//! merging them.) Past its share of the memory pool, the buffer spills: it writes each shard's records, sorted, to
+//! to the file. (A `SortExec` in front of the writer did the same job with two more copies of all the text: one
+//! sorting each batch, one merging them.) Past its share of the memory pool, the buffer spills: it writes each shard's records, sorted, to
 //! a run file, and merges the runs when the shard is written.
 
 use std::cmp::Reverse;
@@ -73,15 +72,16 @@ impl ShardBuffer {
     /// Adds the records of `batch` (the rows whose `dropped` is NULL), spilling first if the memory pool has no
     /// room for the batch.
     pub fn add(&mut self, batch: RecordBatch) -> Result<()> {
+        let column = |name: &str| batch.column_by_name(name).expect("checked by the writer");
+        let dropped = column(DROPPED).as_string::<i32>();
         let records = Records::new(&batch);
-        let size = records.memory_size() + batch.num_rows() * size_of::<Entry>();
+        // An index entry per record (rows dropped and counted get none).
+        let size = records.memory_size() + dropped.null_count() * size_of::<Entry>();
         if self.reservation.try_grow(size).is_err() {
             self.spill()?;
             // Alone, the batch may still be over the share; it is held anyway, as a sort would.
             self.reservation.grow(size);
         }
-        let column = |name: &str| batch.column_by_name(name).expect("checked by the writer");
-        let dropped = column(DROPPED).as_string::<i32>();
         let splits = column("split").as_string::<i32>();
         let shards = column("shard").as_primitive::<Int32Type>();
         let keys = column("key").as_primitive::<UInt64Type>();
