@@ -18,8 +18,8 @@
 --                        raw_record(…) with --raw-html; NULL for dropped rows, which are only counted
 --   {{dedup}}            with --dedup, marks every copy of a record after the first (lowest key) as 'duplicate'
 --
--- Output columns: dropped (NULL when kept), star_rating, split ('train'/'val'), shard, key, text, and text_hash
--- (record_hash of the text and rating), which orders the records of one review id after key.
+-- Output columns: dropped (NULL when kept), star_rating, split ('train'/'val'), shard, key and text. The shard
+-- writers order each shard's records by key, and records of one key by a hash of their text and rating.
 WITH classified AS (
     SELECT
         *,
@@ -51,6 +51,5 @@ SELECT
         ELSE least((key - $val_cut) / $train_width, $last_shard)
     END AS INT) AS shard,
     key,
-    text,
-    record_hash(text, star_rating) AS text_hash
+    text
 FROM deduplicated

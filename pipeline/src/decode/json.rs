@@ -24,7 +24,7 @@ pub fn read(lines: &mut LineReader<'_, '_>) -> Result<()> {
         .find(|(k, _)| k == "product_category")
         .map(|(_, v)| v.clone())
         .or_else(|| lines.input.category_from_name());
-    lines.for_each_line(|state, line, line_no| {
+    lines.for_each_line(|state, line, _tabs, line_no| {
         if line.iter().all(u8::is_ascii_whitespace) {
             // Blank lines are not rows in JSON lines (a trailing newline, or a blank line between records).
             return;

@@ -7,9 +7,11 @@
 
 mod json;
 mod parquet;
+mod separators;
 mod tsv;
 
 use std::io::{self, Read};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -27,6 +29,7 @@ use crate::dump::Malformed;
 use crate::quarantine::{QuarantinedRow, RowCounts, RowLog};
 use crate::source::{Input, Kind};
 use crate::{Error, Result};
+use separators::Tabs;
 
 /// Decompressed bytes handed from the inflating thread to the parser at a time.
 const CHUNK_BYTES: usize = 4 << 20;
@@ -212,9 +215,9 @@ impl<'s, 'a> LineReader<'s, 'a> {
         LineReader { input, sink, chunks, carry: Vec::new(), counts: RowCounts::default(), batch, stopped: false }
     }
 
-    /// Calls `f` with each line (without its `\n` or `\r\n`) and its 1-based number, until the object ends or
-    /// the consumer stops.
-    fn for_each_line(&mut self, mut f: impl FnMut(&mut LineState<'_, 'a>, &[u8], u64)) -> Result<()> {
+    /// Calls `f` with each line (without its `\n` or `\r\n`), its tabs and its 1-based number, until the object
+    /// ends or the consumer stops.
+    fn for_each_line(&mut self, mut f: impl FnMut(&mut LineState<'_, 'a>, &[u8], &Tabs, u64)) -> Result<()> {
         let mut line_no = 0u64;
         let mut chunk = Vec::new();
         while self
@@ -222,30 +225,28 @@ impl<'s, 'a> LineReader<'s, 'a> {
             .next_chunk(&mut chunk)
             .map_err(|source| Error::Read { url: self.input.url.clone(), source })?
         {
-            let mut start = 0;
             let mut carry = std::mem::take(&mut self.carry);
             let mut state = self.state();
-            for end in memchr::memchr_iter(b'\n', &chunk) {
+            let rest = separators::lines(&chunk, |start, end, tabs| {
                 line_no += 1;
                 if carry.is_empty() {
-                    f(&mut state, trim_cr(&chunk[start..end]), line_no);
+                    f(&mut state, trim_cr(&chunk[start..end]), tabs, line_no);
                 } else {
+                    // The line began in the last chunk: its tabs are searched again, whole.
                     carry.extend_from_slice(&chunk[start..end]);
-                    f(&mut state, trim_cr(&carry), line_no);
+                    f(&mut state, trim_cr(&carry), &Tabs::of_line(&carry), line_no);
                     carry.clear();
                 }
-                start = end + 1;
-                if *state.stopped {
-                    return Ok(());
-                }
-            }
-            carry.extend_from_slice(&chunk[start..]);
+                if *state.stopped { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            });
+            let Some(rest) = rest else { return Ok(()) };
+            carry.extend_from_slice(&chunk[rest..]);
             self.carry = carry;
         }
         if !self.carry.is_empty() {
             let carry = std::mem::take(&mut self.carry);
             let mut state = self.state();
-            f(&mut state, trim_cr(&carry), line_no + 1);
+            f(&mut state, trim_cr(&carry), &Tabs::of_line(&carry), line_no + 1);
         }
         Ok(())
     }
@@ -302,6 +303,7 @@ impl LineState<'_, '_> {
     }
 }
 
+/// A line without the `\r` of a `\r\n` ending; its tabs stay where they are.
 fn trim_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }

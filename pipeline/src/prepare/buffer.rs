@@ -1,5 +1,5 @@
 //! `ShardBuffer`: the records of the shards that a writer writes, held until its input ends, then handed out one
-//! shard at a time in record order (by key, then text_hash).
+//! shard at a time in record order (see [`order`]).
 //!
 //! A shard is a key range, and its records arrive in any order, so nothing can be written before the input ends.
 //! The buffer keeps the text and rating columns of the input batches as they are and, per shard, a small index entry
@@ -8,7 +8,7 @@
 //! sorting each batch, one merging them.) Past its share of the memory pool, the buffer spills: it writes each shard's records, sorted, to
 //! a run file, and merges the runs when the shard is written.
 
-use std::cmp::Reverse;
+use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::sync::Arc;
@@ -22,15 +22,43 @@ use datafusion::execution::memory_pool::MemoryReservation;
 use datafusion::execution::spill_file::SpillFile;
 
 use super::tally::DROPPED;
+use super::udf::splitmix64;
 use crate::{Error, Result};
 
-/// One buffered record: its order, and where its text is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// One buffered record: its key, and where its text is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Entry {
     key: u64,
-    hash: u64,
     batch: u32,
     row: u32,
+}
+
+/// The order of records in a shard: by key (the hash of the review id), then records of one key (copies of a
+/// review) by [`record_hash`] of their text and rating. The hash is taken only for such ties, which are rare; the
+/// result is the same in every run and every partitioning.
+fn order(batches: &[Records], a: &Entry, b: &Entry) -> Ordering {
+    a.key.cmp(&b.key).then_with(|| tie_break(batches, a).cmp(&tie_break(batches, b)))
+}
+
+fn tie_break(batches: &[Records], entry: &Entry) -> u64 {
+    let (text, rating) = batches[entry.batch as usize].get(entry.row as usize);
+    record_hash(text, rating)
+}
+
+/// A stable hash of a record's text and rating, eight bytes at a time (multiply-rotate, then SplitMix64's
+/// finaliser), which orders records of the same key.
+fn record_hash(text: &str, star_rating: i32) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let bytes = text.as_bytes();
+    let mut hash = (bytes.len() as u64) ^ (u64::from(star_rating as u32) << 32);
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        hash = (hash ^ word).wrapping_mul(K).rotate_left(29);
+    }
+    let mut tail = [0u8; 8];
+    tail[..words.remainder().len()].copy_from_slice(words.remainder());
+    splitmix64(hash ^ u64::from_le_bytes(tail))
 }
 
 /// A shard, as the writer names it.
@@ -85,11 +113,10 @@ impl ShardBuffer {
         let splits = column("split").as_string::<i32>();
         let shards = column("shard").as_primitive::<Int32Type>();
         let keys = column("key").as_primitive::<UInt64Type>();
-        let hashes = column("text_hash").as_primitive::<UInt64Type>();
         let batch_index = self.batches.len() as u32;
         for row in (0..batch.num_rows()).filter(|&row| dropped.is_null(row)) {
             let index = self.index(splits.value(row), shards.value(row))?;
-            let entry = Entry { key: keys.value(row), hash: hashes.value(row), batch: batch_index, row: row as u32 };
+            let entry = Entry { key: keys.value(row), batch: batch_index, row: row as u32 };
             self.rows[index].push(entry);
             self.records[index] += 1;
         }
@@ -119,17 +146,19 @@ impl ShardBuffer {
 
     /// Writes every shard's records in memory to a sorted run file of its own, and lets go of the batches.
     fn spill(&mut self) -> Result<()> {
+        let batches = &self.batches;
         for (index, rows) in self.rows.iter_mut().enumerate() {
             if rows.is_empty() {
                 continue;
             }
-            rows.sort_unstable();
+            rows.sort_unstable_by(|a, b| order(batches, a, b));
             let file = self.disk.create_tmp_file("revgen prepare shard run").map_err(spill_err)?;
             let mut out = BufWriter::with_capacity(1 << 20, file.open_writer().map_err(spill_err)?);
             let io_err = |e: io::Error| spill_err(e.into());
             for entry in rows.drain(..) {
-                let (text, rating) = self.batches[entry.batch as usize].get(entry.row as usize);
-                write_run_record(&mut out, &entry, rating, text).map_err(io_err)?;
+                let (text, rating) = batches[entry.batch as usize].get(entry.row as usize);
+                let hash = record_hash(text, rating);
+                write_run_record(&mut out, (entry.key, hash), rating, text).map_err(io_err)?;
             }
             out.into_inner().map_err(|e| io_err(e.into_error()))?.finish().map_err(spill_err)?;
             self.runs[index].push(file);
@@ -184,10 +213,10 @@ impl Records {
     }
 }
 
-/// A run record: key, hash, rating, text length (little-endian), then the text.
-fn write_run_record(out: &mut impl Write, entry: &Entry, rating: i32, text: &str) -> io::Result<()> {
-    out.write_all(&entry.key.to_le_bytes())?;
-    out.write_all(&entry.hash.to_le_bytes())?;
+/// A run record: its order (key, record_hash), rating, text length (little-endian), then the text.
+fn write_run_record(out: &mut impl Write, (key, hash): (u64, u64), rating: i32, text: &str) -> io::Result<()> {
+    out.write_all(&key.to_le_bytes())?;
+    out.write_all(&hash.to_le_bytes())?;
     out.write_all(&rating.to_le_bytes())?;
     out.write_all(&(text.len() as u32).to_le_bytes())?;
     out.write_all(text.as_bytes())
@@ -216,8 +245,9 @@ const CHUNK_RECORDS: usize = 8192;
 impl BufferedShard {
     /// Calls `write` with the records in order, [`CHUNK_RECORDS`] at a time.
     pub fn for_each_chunk(mut self, mut write: impl FnMut(&Chunk<'_>) -> Result<()>) -> Result<()> {
-        self.rows.sort_unstable();
-        let record = |entry: &Entry| self.batches[entry.batch as usize].get(entry.row as usize);
+        let batches = &self.batches;
+        self.rows.sort_unstable_by(|a, b| order(batches, a, b));
+        let record = |entry: &Entry| batches[entry.batch as usize].get(entry.row as usize);
         if self.runs.is_empty() {
             let mut chunk = Chunk::default();
             for group in self.rows.chunks(CHUNK_RECORDS) {
@@ -246,8 +276,9 @@ impl BufferedShard {
             }
         }
         let memory_source = runs.len();
+        // Records in memory join the merge by the same order as the runs': (key, record_hash).
         if let Some(entry) = memory.peek() {
-            heads.push(Reverse((entry.key, entry.hash, memory_source)));
+            heads.push(Reverse((entry.key, tie_break(batches, entry), memory_source)));
         }
         let (mut arena, mut texts, mut ratings) = (Vec::<u8>::new(), Vec::new(), Vec::new());
         let mut flush = |arena: &mut Vec<u8>, texts: &mut Vec<Text<'_>>, ratings: &mut Vec<i32>| -> Result<()> {
@@ -267,7 +298,7 @@ impl BufferedShard {
                 texts.push(Text::Memory(text));
                 ratings.push(rating);
                 if let Some(next) = memory.peek() {
-                    heads.push(Reverse((next.key, next.hash, memory_source)));
+                    heads.push(Reverse((next.key, tie_break(batches, next), memory_source)));
                 }
             } else {
                 let run = &mut runs[source];
@@ -373,7 +404,6 @@ mod tests {
             Field::new("shard", DataType::Int32, true),
             Field::new("key", DataType::UInt64, true),
             Field::new("text", DataType::Utf8, true),
-            Field::new("text_hash", DataType::UInt64, true),
         ]);
         let n = rows.len();
         RecordBatch::try_new(
@@ -385,7 +415,6 @@ mod tests {
                 Arc::new(Int32Array::from(rows.iter().map(|r| r.1 as i32).collect::<Vec<_>>())),
                 Arc::new(UInt64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
                 Arc::new(StringArray::from(rows.iter().map(|r| r.3).collect::<Vec<_>>())),
-                Arc::new(UInt64Array::from(vec![0; n])),
             ],
         )
         .unwrap()
@@ -418,10 +447,12 @@ mod tests {
         let batches = [
             batch(&[("train", 0, 30, "c"), ("train", 1, 5, "x"), ("val", 0, 1, "v")]),
             batch(&[("train", 0, 10, "a"), ("train", 0, 20, "b")]),
-            batch(&[("train", 0, 15, "ab"), ("train", 1, 4, "w")]),
+            batch(&[("train", 0, 15, "ab"), ("train", 1, 4, "w"), ("train", 0, 20, "bb")]),
         ];
+        // Two records of key 20: by record_hash.
+        let (first, second) = if record_hash("b", 5) < record_hash("bb", 5) { ("b", "bb") } else { ("bb", "b") };
         let expected = vec![
-            ("train".to_owned(), 0, "a\nab\nb\nc\n".to_owned()),
+            ("train".to_owned(), 0, format!("a\nab\n{first}\n{second}\nc\n")),
             ("train".to_owned(), 1, "w\nx\n".to_owned()),
             ("val".to_owned(), 0, "v\n".to_owned()),
         ];
@@ -435,6 +466,15 @@ mod tests {
             assert_eq!(spilled > 0, pool == 1);
             assert_eq!(written(buffer), expected, "pool {pool}");
         }
+    }
+
+    #[test]
+    fn record_hashes_see_every_byte_and_the_rating() {
+        let text = "<|startoftext|> 5|||Great|||Works.<|endoftext|>";
+        assert_eq!(record_hash(text, 5), record_hash(text, 5));
+        assert_ne!(record_hash(text, 5), record_hash(text, 4));
+        assert_ne!(record_hash(text, 5), record_hash(&text.replace("Works.", "Works!"), 5));
+        assert_ne!(record_hash("abcdefgh", 1), record_hash("abcdefgh\0", 1), "the length counts");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! The whole job is one DataFusion plan with one scan:
 //! ```text
-//! ShardWriterExec            buffers records per shard, then writes each in (key, text_hash) order into staging;
+//! ShardWriterExec            buffers records per shard, then writes each in (key, record hash) order into staging;
 //!                            returns files and counts
 //!   [RepartitionExec]        on a cluster: Hash(split, shard), so that every shard lands whole in one partition
 //!     [FilterExec]           on a cluster: records and tally rows only
@@ -559,7 +559,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_query_file_without_the_text_column_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let sql = PREPARE_SQL.replace("    text,\n", "");
+        let sql = PREPARE_SQL.replace("    key,\n    text\n", "    key\n");
         assert_ne!(sql, PREPARE_SQL);
         let out = dir.path().to_string_lossy();
         let job = PrepareJob::open(&[fixture()], &StoreOptions::default(), &out, true, PrepareConfig::default(), sql)

@@ -126,7 +126,6 @@ impl ShardWriterExec {
             ("shard", DataType::Int32),
             ("key", DataType::UInt64),
             ("text", DataType::Utf8),
-            ("text_hash", DataType::UInt64),
             (COUNT, DataType::UInt64),
         ] {
             let found = schema.field_with_name(name).map(|f| f.data_type().clone());

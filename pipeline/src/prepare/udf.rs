@@ -1,7 +1,6 @@
 //! The SQL functions that `sql/prepare.sql` uses, registered on the job's session:
 //! - `review_key(review_id, seed)`: a stable 64-bit hash of the review id, which decides the split, the shard and
 //!   the order of records (see [`review_key`]);
-//! - `record_hash(text, star_rating)`: a fast stable hash of a record, which orders records of one review id;
 //! - `review_text(text)` and `one_line(text)`: the text of a record field ([`super::text`]);
 //! - `review_record(keep, part, …)` and `raw_record(keep, part, …)`: a whole training record, built in one pass
 //!   (see [`RecordUdf`]); `--template` compiles to one of them.
@@ -12,7 +11,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray, StringBuilder, UInt64Array};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Int32Type, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::{ScalarValue, exec_err, plan_err};
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{
@@ -33,7 +32,6 @@ pub fn register(ctx: &SessionContext) {
 pub fn all() -> Vec<ScalarUDF> {
     vec![
         key_udf(),
-        record_hash_udf(),
         text_udf("review_text", text::clean),
         text_udf("one_line", text::one_line),
         ScalarUDF::new_from_impl(RecordUdf::new("review_record", Clean::ReviewText)),
@@ -53,45 +51,11 @@ pub fn review_key(review_id: &str, seed: u64) -> u64 {
     splitmix64(hash ^ splitmix64(seed))
 }
 
-fn splitmix64(x: u64) -> u64 {
+pub(super) fn splitmix64(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
-}
-
-/// A stable hash of a record's text and rating, eight bytes at a time (multiply-rotate, then SplitMix64's
-/// finaliser). It only breaks ties between records with the same review_key, so speed matters more than quality:
-/// it runs over every byte of the output.
-pub fn record_hash(text: &str, star_rating: i32) -> u64 {
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    let bytes = text.as_bytes();
-    let mut hash = (bytes.len() as u64) ^ (u64::from(star_rating as u32) << 32);
-    let mut words = bytes.chunks_exact(8);
-    for word in &mut words {
-        let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
-        hash = (hash ^ word).wrapping_mul(K).rotate_left(29);
-    }
-    let mut tail = [0u8; 8];
-    tail[..words.remainder().len()].copy_from_slice(words.remainder());
-    splitmix64(hash ^ u64::from_le_bytes(tail))
-}
-
-fn record_hash_udf() -> ScalarUDF {
-    create_udf(
-        "record_hash",
-        vec![DataType::Utf8, DataType::Int32],
-        DataType::UInt64,
-        Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| {
-            let arrays = ColumnarValue::values_to_arrays(args)?;
-            let (texts, ratings) = (arrays[0].as_string::<i32>(), arrays[1].as_primitive::<Int32Type>());
-            let hashes: UInt64Array = (0..texts.len())
-                .map(|i| texts.is_valid(i).then(|| record_hash(texts.value(i), ratings.value(i))))
-                .collect();
-            Ok(ColumnarValue::Array(Arc::new(hashes) as ArrayRef))
-        }),
-    )
 }
 
 fn key_udf() -> ScalarUDF {
@@ -262,15 +226,6 @@ mod tests {
         assert_ne!(review_key("R1ABCDEFGHIJK", 0), review_key("R1ABCDEFGHIJL", 0));
         assert_eq!(review_key("", 0), 6_566_800_829_925_814_604);
         assert_eq!(review_key("R1ABCDEFGHIJK", 42), review_key("R1ABCDEFGHIJK", 42));
-    }
-
-    #[test]
-    fn record_hashes_see_every_byte_and_the_rating() {
-        let text = "<|startoftext|> 5|||Great|||Works.<|endoftext|>";
-        assert_eq!(record_hash(text, 5), record_hash(text, 5));
-        assert_ne!(record_hash(text, 5), record_hash(text, 4));
-        assert_ne!(record_hash(text, 5), record_hash(&text.replace("Works.", "Works!"), 5));
-        assert_ne!(record_hash("abcdefgh", 1), record_hash("abcdefgh\0", 1), "the length counts");
     }
 
     #[test]
