@@ -71,14 +71,14 @@ fn lines_sse2(bytes: &[u8], mut on_line: impl FnMut(usize, usize, &Tabs) -> Cont
     let mut start = 0;
     let mut tabs = Tabs::default();
     // One separator at `at`; a newline ends the line.
-    let mut separator = |at: usize, newline: bool, start: &mut usize, tabs: &mut Tabs| {
+    let mut separator = |at: usize, newline: bool| {
         if newline {
-            let flow = on_line(*start, at, tabs);
-            *start = at + 1;
-            *tabs = Tabs::default();
+            let flow = on_line(start, at, &tabs);
+            start = at + 1;
+            tabs = Tabs::default();
             flow
         } else {
-            tabs.push(at - *start);
+            tabs.push(at - start);
             ControlFlow::Continue(())
         }
     };
@@ -90,14 +90,14 @@ fn lines_sse2(bytes: &[u8], mut on_line: impl FnMut(usize, usize, &Tabs) -> Cont
         while found != 0 {
             let bit = found.trailing_zeros();
             let newline = newline_mask & (1 << bit) != 0;
-            separator(base + bit as usize, newline, &mut start, &mut tabs).is_continue().then_some(())?;
+            separator(base + bit as usize, newline).is_continue().then_some(())?;
             found &= found - 1;
         }
         base += 64;
     }
     for (i, &byte) in blocks.remainder().iter().enumerate() {
         if byte == b'\n' || byte == b'\t' {
-            separator(base + i, byte == b'\n', &mut start, &mut tabs).is_continue().then_some(())?;
+            separator(base + i, byte == b'\n').is_continue().then_some(())?;
         }
     }
     Some(start)

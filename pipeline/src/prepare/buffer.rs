@@ -5,8 +5,8 @@
 //! The buffer keeps the text and rating columns of the input batches as they are and, per shard, a small index entry
 //! per record; at the end each shard's entries are sorted and the writer sends the texts straight from the batches
 //! to the file. (A `SortExec` in front of the writer did the same job with two more copies of all the text: one
-//! sorting each batch, one merging them.) Past its share of the memory pool, the buffer spills: it writes each shard's records, sorted, to
-//! a run file, and merges the runs when the shard is written.
+//! sorting each batch, one merging them.) Past its share of the memory pool, the buffer spills: it writes each
+//! shard's records, sorted, to a run file, and merges the runs when the shard is written.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
