@@ -208,6 +208,13 @@ impl Records {
         (self.texts.value(row), self.ratings.value(row))
     }
 
+    /// Starts loading what [`Records::get`] will read of a row: the shard writer visits rows in key order, which
+    /// jumps around the buffered batches, so each lookup would otherwise wait on a cache and TLB miss.
+    fn prefetch(&self, row: usize) {
+        prefetch(std::slice::from_ref(&self.texts.value_offsets()[row]));
+        prefetch(std::slice::from_ref(&self.ratings.values()[row]));
+    }
+
     fn memory_size(&self) -> usize {
         self.texts.get_array_memory_size() + self.ratings.get_array_memory_size()
     }
@@ -242,6 +249,27 @@ pub struct Chunk<'a> {
 /// Records per chunk: enough to make each write and tokenizer call worth it.
 const CHUNK_RECORDS: usize = 8192;
 
+/// How many records ahead of the one being read the writer asks the CPU to load: a few hide the latency of a
+/// miss (a microbenchmark of hashing 700 MB of records in key order: 1.4 s with none, 0.83-0.87 s with 1 to 8).
+pub const PREFETCH_AHEAD: usize = 4;
+
+/// Asks the CPU to start loading `bytes` into the cache; a hint, with no effect on results.
+#[inline]
+pub fn prefetch<T>(bytes: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let (start, len) = (bytes.as_ptr() as usize, std::mem::size_of_val(bytes));
+        // One prefetch per cache line of 64 bytes.
+        for line in (start & !63..start + len).step_by(64) {
+            // SAFETY: SSE is part of the x86_64 baseline, and a prefetch never faults, whatever the address.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line as *const i8) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
 impl BufferedShard {
     /// Calls `write` with the records in order, [`CHUNK_RECORDS`] at a time.
     pub fn for_each_chunk(mut self, mut write: impl FnMut(&Chunk<'_>) -> Result<()>) -> Result<()> {
@@ -250,10 +278,15 @@ impl BufferedShard {
         let record = |entry: &Entry| batches[entry.batch as usize].get(entry.row as usize);
         if self.runs.is_empty() {
             let mut chunk = Chunk::default();
-            for group in self.rows.chunks(CHUNK_RECORDS) {
+            for (i, group) in self.rows.chunks(CHUNK_RECORDS).enumerate() {
                 chunk.texts.clear();
                 chunk.ratings.clear();
-                for (text, rating) in group.iter().map(record) {
+                let ahead = &self.rows[(i * CHUNK_RECORDS + PREFETCH_AHEAD).min(self.rows.len())..];
+                for (j, entry) in group.iter().enumerate() {
+                    if let Some(next) = ahead.get(j) {
+                        batches[next.batch as usize].prefetch(next.row as usize);
+                    }
+                    let (text, rating) = record(entry);
                     chunk.texts.push(text);
                     chunk.ratings.push(rating);
                 }
