@@ -5,6 +5,7 @@ pub mod backend;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+mod encoder;
 mod error;
 pub mod hub;
 pub mod model;
