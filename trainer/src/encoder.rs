@@ -14,15 +14,18 @@
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use regex::Regex;
+use regex_automata::meta::{Cache as RegexCache, Regex};
+use regex_automata::{Anchored, Input};
 use rustc_hash::FxHashMap;
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::{Model, ModelWrapper, Tokenizer};
 
 use crate::tokenizer::{END_OF_TEXT, END_OF_TEXT_ID};
 
-/// GPT-2's pattern without its lookahead alternative `\s+(?!\S)`, which the regex crate cannot express;
-/// [`Encoder::pieces`] applies it by hand. Both engines take the first alternative that matches, in order.
+/// GPT-2's pattern without its lookahead alternative `\s+(?!\S)`, which regex-automata cannot express;
+/// [`Encoder::pieces`] applies it by hand. Both engines take the first alternative that matches, in order. Every
+/// character starts a match of one alternative, so pieces follow each other with no gaps, and each search is
+/// anchored where the last piece ended (which spares the reverse search an unanchored one needs for its start).
 const PATTERN: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+";
 
 /// Pieces cached per thread before the cache is emptied, to bound its memory (~100 MB at most).
@@ -34,9 +37,17 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 /// Each piece's ids.
 type PieceIds = FxHashMap<Box<str>, Box<[u32]>>;
 
+/// What one thread keeps for the encoder whose id it holds: the pattern's search state and each piece's ids.
+/// Per thread, so that the parallel encoders never wait for each other.
+#[derive(Default)]
+struct ThreadCache {
+    owner: u64,
+    search: Option<RegexCache>,
+    pieces: PieceIds,
+}
+
 thread_local! {
-    /// The pieces of the encoder whose id is first. Per thread, so that the parallel encoders never wait.
-    static CACHE: RefCell<(u64, PieceIds)> = RefCell::default();
+    static CACHE: RefCell<ThreadCache> = RefCell::default();
 }
 
 pub struct Encoder {
@@ -69,11 +80,16 @@ impl Encoder {
 
     /// Appends the ids of `text` to `ids`. `model` is the tokenizer's, and [`Self::applies_to`] it.
     pub fn encode(&self, model: &ModelWrapper, text: &str, ids: &mut Vec<u32>) -> tokenizers::Result<()> {
-        CACHE.with_borrow_mut(|(owner, cache)| {
-            if *owner != self.id || cache.len() > CACHE_LIMIT {
+        CACHE.with_borrow_mut(|ThreadCache { owner, search, pieces: cache }| {
+            if *owner != self.id || search.is_none() {
+                *search = Some(self.pattern.create_cache());
                 cache.clear();
                 *owner = self.id;
             }
+            if cache.len() > CACHE_LIMIT {
+                cache.clear();
+            }
+            let search = search.as_mut().expect("made above");
             let mut mapped = String::new();
             let mut rest = text;
             loop {
@@ -82,7 +98,7 @@ impl Encoder {
                     None => (rest, None),
                 };
                 let mut failed = None;
-                self.pieces(segment, |piece| {
+                self.pieces(search, segment, |piece| {
                     if let Some(known) = cache.get(piece) {
                         ids.extend_from_slice(known);
                         return;
@@ -115,18 +131,21 @@ impl Encoder {
     }
 
     /// Calls `each` with the pieces of `text`, as GPT-2's pattern cuts it.
-    fn pieces<'t>(&self, text: &'t str, mut each: impl FnMut(&'t str)) {
+    fn pieces<'t>(&self, search: &mut RegexCache, text: &'t str, mut each: impl FnMut(&'t str)) {
         let mut at = 0;
-        while let Some(found) = self.pattern.find_at(text, at) {
-            let mut end = found.end();
+        while at < text.len() {
+            let input = Input::new(text).range(at..).anchored(Anchored::Yes);
+            let found = self.pattern.search_with(search, &input).map(|m| &text[m.range()]);
+            let found = found.expect("every character starts a piece");
+            let mut end = at + found.len();
             // Only the `\s+` alternative ends in whitespace. GPT-2's `\s+(?!\S)` comes before it and leaves the
             // last whitespace character of a run that more text follows to the next piece (so " word" stays one
             // piece); `\s+` itself then matches only runs of one such character.
-            let last = found.as_str().chars().next_back().expect("a match is never empty");
+            let last = found.chars().next_back().expect("a match is never empty");
             if last.is_whitespace() && end < text.len() && found.len() > last.len_utf8() {
                 end -= last.len_utf8();
             }
-            each(&text[found.start()..end]);
+            each(&text[at..end]);
             at = end;
         }
     }
