@@ -37,12 +37,11 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 /// Each piece's ids.
 type PieceIds = FxHashMap<Box<str>, Box<[u32]>>;
 
-/// What one thread keeps for the encoder whose id it holds: the pattern's search state and each piece's ids.
+/// What one thread keeps for one encoder: its id with the pattern's search state, and each piece's ids.
 /// Per thread, so that the parallel encoders never wait for each other.
 #[derive(Default)]
 struct ThreadCache {
-    owner: u64,
-    search: Option<RegexCache>,
+    search: Option<(u64, RegexCache)>,
     pieces: PieceIds,
 }
 
@@ -80,16 +79,15 @@ impl Encoder {
 
     /// Appends the ids of `text` to `ids`. `model` is the tokenizer's, and [`Self::applies_to`] it.
     pub fn encode(&self, model: &ModelWrapper, text: &str, ids: &mut Vec<u32>) -> tokenizers::Result<()> {
-        CACHE.with_borrow_mut(|ThreadCache { owner, search, pieces: cache }| {
-            if *owner != self.id || search.is_none() {
-                *search = Some(self.pattern.create_cache());
+        CACHE.with_borrow_mut(|ThreadCache { search, pieces: cache }| {
+            if search.as_ref().is_none_or(|(owner, _)| *owner != self.id) {
+                *search = Some((self.id, self.pattern.create_cache()));
                 cache.clear();
-                *owner = self.id;
             }
             if cache.len() > CACHE_LIMIT {
                 cache.clear();
             }
-            let search = search.as_mut().expect("made above");
+            let (_, search) = search.as_mut().expect("made above");
             let mut mapped = String::new();
             let mut rest = text;
             loop {
@@ -148,12 +146,6 @@ impl Encoder {
             each(&text[at..end]);
             at = end;
         }
-    }
-}
-
-impl Default for Encoder {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
