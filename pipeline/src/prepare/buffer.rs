@@ -281,9 +281,8 @@ impl BufferedShard {
             for (i, group) in self.rows.chunks(CHUNK_RECORDS).enumerate() {
                 chunk.texts.clear();
                 chunk.ratings.clear();
-                let ahead = &self.rows[(i * CHUNK_RECORDS + PREFETCH_AHEAD).min(self.rows.len())..];
                 for (j, entry) in group.iter().enumerate() {
-                    if let Some(next) = ahead.get(j) {
+                    if let Some(next) = self.rows.get(i * CHUNK_RECORDS + j + PREFETCH_AHEAD) {
                         batches[next.batch as usize].prefetch(next.row as usize);
                     }
                     let (text, rating) = record(entry);

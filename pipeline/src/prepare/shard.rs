@@ -542,9 +542,8 @@ impl ShardFiles {
         let mut slices = Vec::with_capacity(1024);
         for (i, group) in chunk.texts.chunks(512).enumerate() {
             slices.clear();
-            let ahead = &chunk.texts[(i * 512 + PREFETCH_AHEAD).min(chunk.texts.len())..];
             for (j, text) in group.iter().enumerate() {
-                if let Some(next) = ahead.get(j) {
+                if let Some(next) = chunk.texts.get(i * 512 + j + PREFETCH_AHEAD) {
                     prefetch(next.as_bytes());
                 }
                 self.hash.update(text.as_bytes());
