@@ -14,6 +14,7 @@ use burn::tensor::{Bool, Device, FloatDType, Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::attention::causal_attention;
 use crate::config::Config;
 use crate::{Error, Result};
 
@@ -273,8 +274,8 @@ impl Attention {
             *cache = Some((k.clone(), v.clone()));
         }
         let y = match (past, t) {
-            // The whole sequence: the backend's fused causal attention (SDPA on LibTorch).
-            (0, _) => attention(q, k, v, None, None, AttentionModuleOptions { is_causal: true, ..Default::default() }),
+            // The whole sequence: fused causal attention (SDPA on LibTorch), with a fused backward step too.
+            (0, _) => causal_attention(q, k, v),
             // One new token sees every cached one: no mask.
             (_, 1) => attention(q, k, v, None, None, AttentionModuleOptions::default()),
             // Several new tokens after a prefix: query i sees keys 0..=past+i. Written out, because backends
@@ -303,7 +304,7 @@ fn project(layer: &Linear, x: Tensor<3>, dtype: Option<FloatDType>) -> Tensor<3>
 }
 
 /// q: `[b, h, t, hd]`, k and v: `[b, h, past + t, hd]` → `[b, h, t, hd]`
-fn masked_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, past: usize) -> Tensor<4> {
+pub(crate) fn masked_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, past: usize) -> Tensor<4> {
     let [b, h, t, hd] = q.dims();
     let scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt(); // [b, h, t, past + t]
     // Key j is hidden from query i when j > past + i. `tril_mask` is true outside the lower triangle.
