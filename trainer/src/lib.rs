@@ -9,6 +9,7 @@ pub mod data;
 mod encoder;
 mod error;
 pub mod hub;
+pub mod loss;
 pub mod model;
 pub mod parity;
 pub mod progress;

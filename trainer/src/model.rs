@@ -7,7 +7,7 @@
 
 use burn::module::{Module, Param, ParamId};
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
-use burn::tensor::activation::{gelu_approximate, log_softmax, softmax};
+use burn::tensor::activation::{gelu_approximate, softmax};
 use burn::tensor::module::{attention, linear as linear_product};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, FloatDType, Int, Tensor, TensorData};
@@ -16,6 +16,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::attention::causal_attention;
 use crate::config::Config;
+use crate::loss::token_losses;
 use crate::{Error, Result};
 
 /// Supplies each parameter by its HF name and shape: from a weights file, or from a random initialisation.
@@ -217,16 +218,6 @@ impl Gpt2 {
     pub fn loss(&self, inputs: Tensor<2, Int>, targets: Tensor<2, Int>) -> Tensor<1> {
         token_losses(self.forward(inputs), targets).mean()
     }
-}
-
-/// Cross-entropy of each target under `logits`.
-///
-/// logits: `[batch, seq, vocab]`, targets: `[batch, seq]` → `[batch·seq]`
-pub fn token_losses(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
-    let [b, t, v] = logits.dims();
-    let log_probs = log_softmax(logits.reshape([b * t, v]), 1); // [b·t, vocab]
-    let picked = log_probs.gather(1, targets.reshape([b * t, 1])); // [b·t, 1]
-    picked.reshape([b * t]).neg()
 }
 
 impl Block {

@@ -3,7 +3,8 @@
 use burn::tensor::Device;
 use serde::Serialize;
 
-use crate::model::{Gpt2, host_values, ids_tensor, token_losses};
+use crate::loss::token_losses;
+use crate::model::{Gpt2, host_values, ids_tensor};
 use crate::tokenizer::Gpt2Tokenizer;
 use crate::{Error, Result};
 
