@@ -7,7 +7,7 @@
 
 use burn::module::{Module, Param, ParamId};
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
-use burn::tensor::activation::{gelu_approximate, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::module::{attention, linear as linear_product};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, FloatDType, Int, Tensor, TensorData};
@@ -16,6 +16,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::attention::causal_attention;
 use crate::config::Config;
+use crate::gelu::gelu_tanh;
+use crate::layer_norm::layer_norm;
 use crate::loss::token_losses;
 use crate::{Error, Result};
 
@@ -37,6 +39,9 @@ pub struct Gpt2 {
     /// and the loss stay f32. burn has no autocast, so the casts are explicit (see [`Gpt2::autocast`]).
     #[module(skip)]
     pub compute_dtype: Option<FloatDType>,
+    /// The LayerNorms' epsilon (burn's `LayerNorm` keeps its own private).
+    #[module(skip)]
+    pub layer_norm_epsilon: f64,
 }
 
 #[derive(Module, Debug)]
@@ -116,15 +121,15 @@ impl Gpt2 {
             let mut norm = |name: &str| -> Result<LayerNorm> {
                 let g = param(&format!("h.{i}.{name}.weight"), &[d])?;
                 let b = param(&format!("h.{i}.{name}.bias"), &[d])?;
-                Ok(layer_norm(g, b, config.layer_norm_epsilon, device))
+                Ok(norm_from(g, b, config.layer_norm_epsilon, device))
             };
             let ln_1 = norm("ln_1")?;
             let ln_2 = norm("ln_2")?;
             h.push(Block { ln_1, attn, ln_2, mlp });
         }
-        let ln_f =
-            layer_norm(param("ln_f.weight", &[d])?, param("ln_f.bias", &[d])?, config.layer_norm_epsilon, device);
-        Ok(Gpt2 { wte, wpe, h, ln_f, compute_dtype: None }.map(&mut NumberParams(0)))
+        let ln_f = norm_from(param("ln_f.weight", &[d])?, param("ln_f.bias", &[d])?, config.layer_norm_epsilon, device);
+        let layer_norm_epsilon = config.layer_norm_epsilon;
+        Ok(Gpt2 { wte, wpe, h, ln_f, compute_dtype: None, layer_norm_epsilon }.map(&mut NumberParams(0)))
     }
 
     /// A randomly initialised model with GPT-2's initialisation (as in HF and nanoGPT): weights N(0, 0.02), the
@@ -199,12 +204,12 @@ impl Gpt2 {
         let mut x = self.wte.forward(ids) + self.wpe.forward(positions); // [b, t, d]
         for (i, block) in self.h.iter().enumerate() {
             let layer = cache.as_mut().map(|c| &mut c.layers[i]);
-            x = block.forward(x, layer, self.compute_dtype);
+            x = block.forward(x, layer, self.compute_dtype, self.layer_norm_epsilon);
         }
         if let Some(cache) = cache {
             cache.len += t;
         }
-        let x = self.ln_f.forward(x); // [b, t, d]
+        let x = layer_norm(&self.ln_f, x, self.layer_norm_epsilon); // [b, t, d]
         let [vocab, d] = self.wte.weight.dims();
         // Tied lm_head: [b·t, d] × [d, vocab], in the compute dtype; the logits go back to f32 for the softmax.
         let head = in_dtype(self.wte.weight.val(), self.compute_dtype).transpose();
@@ -228,17 +233,18 @@ impl Block {
         x: Tensor<3>,
         cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
         dtype: Option<FloatDType>,
+        epsilon: f64,
     ) -> Tensor<3> {
         let residual = dtype.map(|_| FloatDType::F32);
-        let x = x.clone() + in_dtype(self.attn.forward(self.ln_1.forward(x), cache, dtype), residual);
-        x.clone() + in_dtype(self.mlp.forward(self.ln_2.forward(x), dtype), residual)
+        let x = x.clone() + in_dtype(self.attn.forward(layer_norm(&self.ln_1, x, epsilon), cache, dtype), residual);
+        x.clone() + in_dtype(self.mlp.forward(layer_norm(&self.ln_2, x, epsilon), dtype), residual)
     }
 }
 
 impl Mlp {
     /// x: `[batch, seq, d]` → `[batch, seq, d]` through `[batch, seq, 4d]`
     fn forward(&self, x: Tensor<3>, dtype: Option<FloatDType>) -> Tensor<3> {
-        project(&self.c_proj, gelu_approximate(project(&self.c_fc, x, dtype)), dtype)
+        project(&self.c_proj, gelu_tanh(project(&self.c_fc, x, dtype)), dtype)
     }
 }
 
@@ -317,7 +323,7 @@ fn linear(weight: Vec<f32>, bias: Vec<f32>, shape: [usize; 2], device: &Device) 
     }
 }
 
-fn layer_norm(gamma: Vec<f32>, beta: Vec<f32>, epsilon: f64, device: &Device) -> LayerNorm {
+fn norm_from(gamma: Vec<f32>, beta: Vec<f32>, epsilon: f64, device: &Device) -> LayerNorm {
     let d = gamma.len();
     // LayerNorm's epsilon is private: build through the config, then set the values.
     let mut norm = LayerNormConfig::new(d).with_epsilon(epsilon).init(device);

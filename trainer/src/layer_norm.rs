@@ -1,0 +1,261 @@
+//! LayerNorm with a scale and a bias as one differentiable operation.
+//!
+//! burn's `layer_norm` is fused on LibTorch for inference, but under autodiff it is the backend trait's default: mean,
+//! subtract, square, mean, add, square root, divide, scale and shift, each recorded and differentiated on its own
+//! (about two dozen kernels per LayerNorm and step, 25 LayerNorms in GPT-2 small). Here it is a backend extension
+//! with its own backward step that keeps only the input: on LibTorch the fused kernels in both directions, on flex
+//! written out.
+
+// burn-tch is deprecated upstream after 0.22; it is still our production CUDA backend (DESIGN.md).
+#![allow(deprecated)]
+
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::ops::{FloatTensorOps, ModuleOps};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::nn::LayerNorm;
+use burn::tensor::{Shape, Tensor};
+
+/// `norm` applied to `x` with `epsilon` (burn keeps a LayerNorm's epsilon private, so the model passes it).
+///
+/// x: `[batch, seq, d]` → `[batch, seq, d]`
+pub fn layer_norm(norm: &LayerNorm, x: Tensor<3>, epsilon: f64) -> Tensor<3> {
+    let beta = norm.beta.as_ref().expect("GPT-2's LayerNorms have a bias").val();
+    let out = <Dispatch as AffineLayerNorm>::layer_norm_affine(
+        x.into_dispatch(),
+        norm.gamma.val().into_dispatch(),
+        beta.into_dispatch(),
+        epsilon,
+    );
+    Tensor::from_dispatch(out)
+}
+
+/// The extension: the normalisation on each backend that revgen trains on, and under autodiff.
+#[backend_extension(Flex, LibTorch: cfg(feature = "tch"), Autodiff)]
+pub trait AffineLayerNorm: Backend {
+    /// x: `[..., d]`, gamma and beta: `[d]` → `[..., d]`
+    fn layer_norm_affine(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self>;
+}
+
+/// The backward step of [`AffineLayerNorm`], on a backend without autodiff.
+pub trait AffineLayerNormBackward: AffineLayerNorm {
+    /// The gradients of x, gamma and beta, given the output's gradient `grad` (x's shape).
+    fn layer_norm_affine_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+        grad: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3];
+}
+
+/// With x̂ = (x − mean) · rstd over each row: dγ = Σ_rows grad ⊙ x̂, dβ = Σ_rows grad, and with g = grad ⊙ γ,
+/// dx = rstd · (g − mean(g) − x̂ · mean(g ⊙ x̂)).
+///
+/// x, grad: `[rows, d]`, gamma: `[d]` → `(dx [rows, d], dgamma [d], dbeta [d])`
+fn written_out_backward(
+    x: Tensor<2>,
+    gamma: Tensor<1>,
+    epsilon: f64,
+    grad: Tensor<2>,
+) -> (Tensor<2>, Tensor<1>, Tensor<1>) {
+    let [_, d] = x.dims();
+    let centered = x.clone() - x.mean_dim(1); // [rows, d]
+    let variance = (centered.clone() * centered.clone()).mean_dim(1); // [rows, 1]
+    let rstd = (variance + epsilon).sqrt().recip(); // [rows, 1]
+    let normalized = centered * rstd.clone(); // [rows, d]
+    let dgamma = (grad.clone() * normalized.clone()).sum_dim(0).reshape([d]);
+    let dbeta = grad.clone().sum_dim(0).reshape([d]);
+    let scaled = grad * gamma.unsqueeze::<2>(); // [rows, d]
+    let projection = (scaled.clone() * normalized.clone()).mean_dim(1); // [rows, 1]
+    let dx = (scaled.clone() - scaled.mean_dim(1) - normalized * projection) * rstd;
+    (dx, dgamma, dbeta)
+}
+
+impl AffineLayerNorm for Flex {
+    fn layer_norm_affine(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        Self::layer_norm(x, gamma, Some(beta), epsilon)
+    }
+}
+
+impl AffineLayerNormBackward for Flex {
+    fn layer_norm_affine_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        _beta: FloatTensor<Self>,
+        epsilon: f64,
+        grad: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3] {
+        let shape = x.shape();
+        let d = gamma.shape().num_elements();
+        // Any leading shape: the rows are normalised independently.
+        let rows = |t: FloatTensor<Flex>| {
+            let n = t.shape().num_elements();
+            Tensor::<2>::from_primitive::<Flex>(Flex::float_reshape(t, Shape::new([n / d, d])))
+        };
+        let (dx, dgamma, dbeta) =
+            written_out_backward(rows(x), Tensor::from_primitive::<Flex>(gamma), epsilon, rows(grad));
+        let dx = dx.try_into_primitive::<Flex>().expect("flex tensors in, flex tensors out");
+        let vector = |t: Tensor<1>| t.try_into_primitive::<Flex>().expect("flex tensors in, flex tensors out");
+        [Flex::float_reshape(dx, shape), vector(dgamma), vector(dbeta)]
+    }
+}
+
+#[cfg(feature = "tch")]
+mod libtorch {
+    use burn::backend::LibTorch;
+    use burn::backend::libtorch::TchTensor;
+
+    use super::{AffineLayerNorm, AffineLayerNormBackward};
+
+    fn forward(x: &tch::Tensor, gamma: &tch::Tensor, beta: &tch::Tensor, epsilon: f64) -> tch::Tensor {
+        let d = *x.size().last().expect("a LayerNorm input has a last dimension");
+        x.layer_norm([d], Some(gamma), Some(beta), epsilon, true)
+    }
+
+    impl AffineLayerNorm for LibTorch {
+        fn layer_norm_affine(x: TchTensor, gamma: TchTensor, beta: TchTensor, epsilon: f64) -> TchTensor {
+            TchTensor::new(forward(&x.tensor, &gamma.tensor, &beta.tensor, epsilon))
+        }
+    }
+
+    impl AffineLayerNormBackward for LibTorch {
+        /// LibTorch's autograd differentiates its own LayerNorm (tch has no binding for `native_layer_norm_backward`):
+        /// the inputs become the leaves of a fresh graph, the forward runs once more, and Σ(out ⊙ grad) pulls
+        /// `grad` back through LibTorch's fused backward kernels.
+        fn layer_norm_affine_backward(
+            x: TchTensor,
+            gamma: TchTensor,
+            beta: TchTensor,
+            epsilon: f64,
+            grad: TchTensor,
+        ) -> [TchTensor; 3] {
+            tch::with_grad(|| {
+                let leaf = |t: &TchTensor| t.tensor.detach().set_requires_grad(true);
+                let inputs = [leaf(&x), leaf(&gamma), leaf(&beta)];
+                let out = forward(&inputs[0], &inputs[1], &inputs[2], epsilon);
+                let objective = (out * &grad.tensor).sum(None);
+                let mut grads = tch::Tensor::run_backward(&[objective], &inputs, false, false).into_iter();
+                [(); 3].map(|_| TchTensor::new(grads.next().expect("one gradient per input")))
+            })
+        }
+    }
+}
+
+impl<B: AffineLayerNormBackward, C: CheckpointStrategy> AffineLayerNorm for Autodiff<B, C> {
+    fn layer_norm_affine(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct NormStep;
+
+        impl<B: AffineLayerNormBackward> Backward<B, 3> for NormStep {
+            /// x, gamma and beta, as the checkpointer keeps them, and epsilon.
+            type State = ([NodeId; 3], f64);
+
+            fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+                let grad = grads.consume::<B>(&ops.node);
+                let (ids, epsilon) = ops.state;
+                let [x, gamma, beta] = ids.map(|id| checkpointer.retrieve_node_output(id));
+                let input_grads = B::layer_norm_affine_backward(x, gamma, beta, epsilon, grad);
+                for (parent, input_grad) in ops.parents.into_iter().zip(input_grads) {
+                    if let Some(node) = parent {
+                        grads.register::<B>(node.id, input_grad);
+                    }
+                }
+            }
+        }
+
+        match NormStep.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let state = ([prep.checkpoint(&x), prep.checkpoint(&gamma), prep.checkpoint(&beta)], epsilon);
+                prep.finish(
+                    state,
+                    B::layer_norm_affine(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), epsilon),
+                )
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::layer_norm_affine(
+                x.into_primitive(),
+                gamma.into_primitive(),
+                beta.into_primitive(),
+                epsilon,
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::nn::LayerNormConfig;
+    use burn::tensor::{Device, TensorData};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+
+    fn random<const D: usize>(shape: [usize; D], rng: &mut ChaCha8Rng, device: &Device) -> Tensor<D> {
+        let values: Vec<f32> = (0..shape.iter().product()).map(|_| rng.random_range(-2.0..2.0)).collect();
+        Tensor::from_data(TensorData::new(values, shape), device)
+    }
+
+    /// The output and the gradients of x, gamma and beta agree with burn's autodiff of its own `LayerNorm`.
+    fn matches_burns_layer_norm(device: Device) {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let (shape, d, epsilon) = ([2, 3, 8], 8, 1e-5);
+        let x = random(shape, &mut rng, &device);
+        let weights = random(shape, &mut rng, &device);
+        let [gamma, beta] = [(); 2].map(|_| random([d], &mut rng, &device));
+        let run = |fused: bool| {
+            let mut norm = LayerNormConfig::new(d).with_epsilon(epsilon).init(&device);
+            norm.gamma = norm.gamma.map(|_| gamma.clone().require_grad());
+            norm.beta = norm.beta.map(|b| b.map(|_| beta.clone().require_grad()));
+            let leaf = x.clone().require_grad();
+            // The input comes out of an operation, so that a checkpointing device may recompute it.
+            let input = leaf.clone() * 1.5;
+            let out = if fused { layer_norm(&norm, input, epsilon) } else { norm.forward(input) };
+            let grads = (out.clone() * weights.clone()).sum().backward();
+            let gamma_grad = norm.gamma.val().grad(&grads).expect("a gradient for gamma");
+            let beta_grad = norm.beta.as_ref().unwrap().val().grad(&grads).expect("a gradient for beta");
+            (out.detach(), leaf.grad(&grads).expect("a gradient for x"), gamma_grad, beta_grad)
+        };
+        let (fused, reference) = (run(true), run(false));
+        let difference = |a: Tensor<3>, b: Tensor<3>| (a - b).abs().max().into_scalar::<f32>();
+        for (name, value) in [("output", difference(fused.0, reference.0)), ("dx", difference(fused.1, reference.1))] {
+            assert!(value < 1e-5, "{name} differs by {value} on {device:?}");
+        }
+        for (name, a, b) in [("dgamma", fused.2, reference.2), ("dbeta", fused.3, reference.3)] {
+            let value = (a - b).abs().max().into_scalar::<f32>();
+            assert!(value < 1e-5, "{name} differs by {value} on {device:?}");
+        }
+    }
+
+    #[test]
+    fn flex_gradients_match_burns_layer_norm() {
+        matches_burns_layer_norm(Device::flex().autodiff());
+        matches_burns_layer_norm(Device::flex().autodiff().gradient_checkpointing());
+    }
+
+    #[cfg(feature = "tch")]
+    #[test]
+    fn libtorch_gradients_match_burns_layer_norm() {
+        matches_burns_layer_norm(Device::libtorch().autodiff());
+        matches_burns_layer_norm(Device::libtorch().autodiff().gradient_checkpointing());
+    }
+}
