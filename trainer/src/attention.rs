@@ -96,6 +96,7 @@ mod libtorch {
     use burn::backend::libtorch::TchTensor;
 
     use super::{CausalAttention, CausalAttentionBackward};
+    use crate::libtorch::vjp;
 
     /// LibTorch's SDPA, causal: it picks flash attention (CUDA, bf16/f16), memory-efficient attention (CUDA, f32)
     /// or its fused CPU kernel.
@@ -110,20 +111,12 @@ mod libtorch {
     }
 
     impl CausalAttentionBackward for LibTorch {
-        /// LibTorch's autograd differentiates its own SDPA: q, k and v become the leaves of a fresh graph, the
-        /// forward runs once more (a fused kernel keeps no probabilities; its backward needs the output and the
-        /// log-sum-exp, which this recomputes), and Σ(out ⊙ grad) pulls `grad` back through it. The extra
-        /// forward costs about a third of attention's FLOPs, which is what flash attention's backward spends on
-        /// recomputing the probabilities anyway.
+        /// LibTorch's autograd differentiates its own SDPA ([`vjp`]; tch binds no SDPA backward that takes the
+        /// forward's saved state on every device). The forward runs once more: a fused kernel keeps no
+        /// probabilities, and its backward needs the output and the log-sum-exp. That costs about a third of
+        /// attention's FLOPs, what flash attention's backward spends on recomputing the probabilities anyway.
         fn causal_attention_backward(q: TchTensor, k: TchTensor, v: TchTensor, grad: TchTensor) -> [TchTensor; 3] {
-            tch::with_grad(|| {
-                let leaf = |x: &TchTensor| x.tensor.detach().set_requires_grad(true);
-                let inputs = [leaf(&q), leaf(&k), leaf(&v)];
-                let out = sdpa(&inputs[0], &inputs[1], &inputs[2]);
-                let objective = (out * &grad.tensor).sum(None);
-                let mut grads = tch::Tensor::run_backward(&[objective], &inputs, false, false).into_iter();
-                [(); 3].map(|_| TchTensor::new(grads.next().expect("one gradient per input")))
-            })
+            vjp([&q, &k, &v], &grad, |[q, k, v]| sdpa(q, k, v))
         }
     }
 }
@@ -167,6 +160,7 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
+    use crate::backend::test_training_devices;
     use crate::model::masked_attention;
 
     fn random(shape: [usize; 4], rng: &mut ChaCha8Rng, device: &Device) -> Tensor<4> {
@@ -200,18 +194,11 @@ mod tests {
         }
     }
 
-    /// With and without gradient checkpointing (which may recompute q, k and v for the backward step).
     #[test]
-    fn flex_gradients_match_the_decomposed_attention() {
-        matches_decomposed_attention(Device::flex().autodiff());
-        matches_decomposed_attention(Device::flex().autodiff().gradient_checkpointing());
-    }
-
-    #[cfg(feature = "tch")]
-    #[test]
-    fn libtorch_gradients_match_the_decomposed_attention() {
-        matches_decomposed_attention(Device::libtorch().autodiff());
-        matches_decomposed_attention(Device::libtorch().autodiff().gradient_checkpointing());
+    fn gradients_match_the_decomposed_attention() {
+        for device in test_training_devices() {
+            matches_decomposed_attention(device);
+        }
     }
 
     #[test]

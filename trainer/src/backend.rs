@@ -153,6 +153,19 @@ fn tch_device(_spec: DeviceSpec) -> Result<Device> {
     Err(Error::BackendNotBuilt("tch"))
 }
 
+/// The training devices that the backend extensions' gradient tests run on: flex and, when built, LibTorch's CPU,
+/// each with and without gradient checkpointing.
+#[cfg(test)]
+pub(crate) fn test_training_devices() -> Vec<Device> {
+    let built = [Backend::Flex, Backend::Tch].into_iter().filter(|b| b.is_built());
+    built
+        .flat_map(|b| {
+            let device = b.device("cpu").expect("every built backend has a CPU device");
+            [device.clone(), device.gradient_checkpointing()]
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use burn::nn::{Linear, LinearConfig};

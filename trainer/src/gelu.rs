@@ -127,6 +127,7 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
+    use crate::backend::test_training_devices;
 
     /// The output and the input's gradient agree with burn's autodiff of `gelu_approximate`.
     fn matches_written_out_gelu(device: Device) {
@@ -154,15 +155,9 @@ mod tests {
     }
 
     #[test]
-    fn flex_gradients_match_the_written_out_gelu() {
-        matches_written_out_gelu(Device::flex().autodiff());
-        matches_written_out_gelu(Device::flex().autodiff().gradient_checkpointing());
-    }
-
-    #[cfg(feature = "tch")]
-    #[test]
-    fn libtorch_gradients_match_the_written_out_gelu() {
-        matches_written_out_gelu(Device::libtorch().autodiff());
-        matches_written_out_gelu(Device::libtorch().autodiff().gradient_checkpointing());
+    fn gradients_match_the_written_out_gelu() {
+        for device in test_training_devices() {
+            matches_written_out_gelu(device);
+        }
     }
 }

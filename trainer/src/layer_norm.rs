@@ -121,6 +121,7 @@ mod libtorch {
     use burn::backend::libtorch::TchTensor;
 
     use super::{AffineLayerNorm, AffineLayerNormBackward};
+    use crate::libtorch::vjp;
 
     fn forward(x: &tch::Tensor, gamma: &tch::Tensor, beta: &tch::Tensor, epsilon: f64) -> tch::Tensor {
         let d = *x.size().last().expect("a LayerNorm input has a last dimension");
@@ -134,9 +135,8 @@ mod libtorch {
     }
 
     impl AffineLayerNormBackward for LibTorch {
-        /// LibTorch's autograd differentiates its own LayerNorm (tch has no binding for `native_layer_norm_backward`):
-        /// the inputs become the leaves of a fresh graph, the forward runs once more, and Σ(out ⊙ grad) pulls
-        /// `grad` back through LibTorch's fused backward kernels.
+        /// LibTorch's autograd differentiates its own LayerNorm ([`vjp`]: tch has no binding for
+        /// `native_layer_norm_backward`), with its fused backward kernels.
         fn layer_norm_affine_backward(
             x: TchTensor,
             gamma: TchTensor,
@@ -144,14 +144,7 @@ mod libtorch {
             epsilon: f64,
             grad: TchTensor,
         ) -> [TchTensor; 3] {
-            tch::with_grad(|| {
-                let leaf = |t: &TchTensor| t.tensor.detach().set_requires_grad(true);
-                let inputs = [leaf(&x), leaf(&gamma), leaf(&beta)];
-                let out = forward(&inputs[0], &inputs[1], &inputs[2], epsilon);
-                let objective = (out * &grad.tensor).sum(None);
-                let mut grads = tch::Tensor::run_backward(&[objective], &inputs, false, false).into_iter();
-                [(); 3].map(|_| TchTensor::new(grads.next().expect("one gradient per input")))
-            })
+            vjp([&x, &gamma, &beta], &grad, |[x, gamma, beta]| forward(x, gamma, beta, epsilon))
         }
     }
 }
@@ -209,6 +202,7 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
+    use crate::backend::test_training_devices;
 
     fn random<const D: usize>(shape: [usize; D], rng: &mut ChaCha8Rng, device: &Device) -> Tensor<D> {
         let values: Vec<f32> = (0..shape.iter().product()).map(|_| rng.random_range(-2.0..2.0)).collect();
@@ -247,15 +241,9 @@ mod tests {
     }
 
     #[test]
-    fn flex_gradients_match_burns_layer_norm() {
-        matches_burns_layer_norm(Device::flex().autodiff());
-        matches_burns_layer_norm(Device::flex().autodiff().gradient_checkpointing());
-    }
-
-    #[cfg(feature = "tch")]
-    #[test]
-    fn libtorch_gradients_match_burns_layer_norm() {
-        matches_burns_layer_norm(Device::libtorch().autodiff());
-        matches_burns_layer_norm(Device::libtorch().autodiff().gradient_checkpointing());
+    fn gradients_match_burns_layer_norm() {
+        for device in test_training_devices() {
+            matches_burns_layer_norm(device);
+        }
     }
 }

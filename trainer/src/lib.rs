@@ -11,6 +11,8 @@ mod error;
 pub mod gelu;
 pub mod hub;
 pub mod layer_norm;
+#[cfg(feature = "tch")]
+mod libtorch;
 pub mod loss;
 pub mod model;
 pub mod parity;

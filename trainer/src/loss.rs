@@ -148,6 +148,7 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
+    use crate::backend::test_training_devices;
 
     /// The losses and the logits' gradient agree with burn's autodiff of the written-out loss.
     fn matches_written_out_loss(device: Device) {
@@ -180,15 +181,9 @@ mod tests {
     }
 
     #[test]
-    fn flex_gradients_match_the_written_out_loss() {
-        matches_written_out_loss(Device::flex().autodiff());
-        matches_written_out_loss(Device::flex().autodiff().gradient_checkpointing());
-    }
-
-    #[cfg(feature = "tch")]
-    #[test]
-    fn libtorch_gradients_match_the_written_out_loss() {
-        matches_written_out_loss(Device::libtorch().autodiff());
-        matches_written_out_loss(Device::libtorch().autodiff().gradient_checkpointing());
+    fn gradients_match_the_written_out_loss() {
+        for device in test_training_devices() {
+            matches_written_out_loss(device);
+        }
     }
 }

@@ -1,0 +1,23 @@
+//! What revgen's backend extensions share on LibTorch.
+
+// burn-tch is deprecated upstream after 0.22; it is still our production CUDA backend (DESIGN.md).
+#![allow(deprecated)]
+
+use burn::backend::libtorch::TchTensor;
+
+/// The gradients of `inputs` for the output gradient `grad` (a vector-Jacobian product), computed by LibTorch's
+/// autograd through `forward`, which it runs once more on the inputs as leaves of a fresh graph. For operations
+/// that LibTorch differentiates with fused kernels but whose backward functions tch does not bind; the product
+/// Σ(out ⊙ grad) pulls `grad` back through them.
+pub(crate) fn vjp<const N: usize>(
+    inputs: [&TchTensor; N],
+    grad: &TchTensor,
+    forward: impl FnOnce(&[tch::Tensor; N]) -> tch::Tensor,
+) -> [TchTensor; N] {
+    tch::with_grad(|| {
+        let leaves = inputs.map(|t| t.tensor.detach().set_requires_grad(true));
+        let objective = (forward(&leaves) * &grad.tensor).sum(None);
+        let mut grads = tch::Tensor::run_backward(&[objective], &leaves, false, false).into_iter();
+        [(); N].map(|_| TchTensor::new(grads.next().expect("one gradient per input")))
+    })
+}
