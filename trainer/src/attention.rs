@@ -160,16 +160,12 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
-    use crate::backend::test_training_devices;
+    use crate::backend::{assert_close, test_training_devices};
     use crate::model::masked_attention;
 
     fn random(shape: [usize; 4], rng: &mut ChaCha8Rng, device: &Device) -> Tensor<4> {
         let values: Vec<f32> = (0..shape.iter().product()).map(|_| rng.random_range(-1.0..1.0)).collect();
         Tensor::from_data(TensorData::new(values, shape), device)
-    }
-
-    fn max_difference(a: Tensor<4>, b: Tensor<4>) -> f32 {
-        (a - b).abs().max().into_scalar()
     }
 
     /// The output and the gradients of q, k and v agree with burn's autodiff of the written-out attention.
@@ -189,8 +185,7 @@ mod tests {
         };
         let (fused, reference) = (run(true), run(false));
         for (name, (a, b)) in ["output", "dq", "dk", "dv"].into_iter().zip(fused.into_iter().zip(reference)) {
-            let difference = max_difference(a, b);
-            assert!(difference < 1e-5, "{name} differs by {difference} on {device:?}");
+            assert_close(name, a, b, 1e-5);
         }
     }
 
@@ -210,9 +205,12 @@ mod tests {
         }
         for device in devices {
             let [q, k, v] = [(); 3].map(|_| random([1, 2, 5, 8], &mut rng, &device));
-            let difference =
-                max_difference(causal_attention(q.clone(), k.clone(), v.clone()), masked_attention(q, k, v, 0));
-            assert!(difference < 1e-5, "differs by {difference} on {device:?}");
+            assert_close(
+                "output",
+                causal_attention(q.clone(), k.clone(), v.clone()),
+                masked_attention(q, k, v, 0),
+                1e-5,
+            );
         }
     }
 }

@@ -166,6 +166,14 @@ pub(crate) fn test_training_devices() -> Vec<Device> {
         .collect()
 }
 
+/// Panics, naming `what` and the device, when `a` and `b` differ by `tolerance` or more anywhere.
+#[cfg(test)]
+pub(crate) fn assert_close<const D: usize>(what: &str, a: Tensor<D>, b: Tensor<D>, tolerance: f32) {
+    let device = a.device();
+    let difference = (a - b).abs().max().into_scalar::<f32>();
+    assert!(difference < tolerance, "{what} differs by {difference} on {device:?}");
+}
+
 #[cfg(test)]
 mod tests {
     use burn::nn::{Linear, LinearConfig};

@@ -127,7 +127,7 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
-    use crate::backend::test_training_devices;
+    use crate::backend::{assert_close, test_training_devices};
 
     /// The output and the input's gradient agree with burn's autodiff of `gelu_approximate`.
     fn matches_written_out_gelu(device: Device) {
@@ -148,10 +148,8 @@ mod tests {
             (out.detach(), leaf.grad(&grads).expect("a gradient for the input"))
         };
         let ((out, grad), (reference_out, reference_grad)) = (run(true), run(false));
-        let difference = (out - reference_out).abs().max().into_scalar::<f32>();
-        assert!(difference < 1e-5, "outputs differ by {difference} on {device:?}");
-        let difference = (grad - reference_grad).abs().max().into_scalar::<f32>();
-        assert!(difference < 1e-5, "gradients differ by {difference} on {device:?}");
+        assert_close("output", out, reference_out, 1e-5);
+        assert_close("gradient", grad, reference_grad, 1e-5);
     }
 
     #[test]

@@ -202,7 +202,7 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
-    use crate::backend::test_training_devices;
+    use crate::backend::{assert_close, test_training_devices};
 
     fn random<const D: usize>(shape: [usize; D], rng: &mut ChaCha8Rng, device: &Device) -> Tensor<D> {
         let values: Vec<f32> = (0..shape.iter().product()).map(|_| rng.random_range(-2.0..2.0)).collect();
@@ -229,15 +229,12 @@ mod tests {
             let beta_grad = norm.beta.as_ref().unwrap().val().grad(&grads).expect("a gradient for beta");
             (out.detach(), leaf.grad(&grads).expect("a gradient for x"), gamma_grad, beta_grad)
         };
-        let (fused, reference) = (run(true), run(false));
-        let difference = |a: Tensor<3>, b: Tensor<3>| (a - b).abs().max().into_scalar::<f32>();
-        for (name, value) in [("output", difference(fused.0, reference.0)), ("dx", difference(fused.1, reference.1))] {
-            assert!(value < 1e-5, "{name} differs by {value} on {device:?}");
-        }
-        for (name, a, b) in [("dgamma", fused.2, reference.2), ("dbeta", fused.3, reference.3)] {
-            let value = (a - b).abs().max().into_scalar::<f32>();
-            assert!(value < 1e-5, "{name} differs by {value} on {device:?}");
-        }
+        let ((out, dx, dgamma, dbeta), (reference_out, reference_dx, reference_dgamma, reference_dbeta)) =
+            (run(true), run(false));
+        assert_close("output", out, reference_out, 1e-5);
+        assert_close("dx", dx, reference_dx, 1e-5);
+        assert_close("dgamma", dgamma, reference_dgamma, 1e-5);
+        assert_close("dbeta", dbeta, reference_dbeta, 1e-5);
     }
 
     #[test]

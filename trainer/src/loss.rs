@@ -148,7 +148,7 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
-    use crate::backend::test_training_devices;
+    use crate::backend::{assert_close, test_training_devices};
 
     /// The losses and the logits' gradient agree with burn's autodiff of the written-out loss.
     fn matches_written_out_loss(device: Device) {
@@ -174,10 +174,8 @@ mod tests {
             (losses.detach(), leaf.grad(&grads).expect("a gradient for the logits"))
         };
         let ((losses, grad), (reference_losses, reference_grad)) = (run(true), run(false));
-        let difference = (losses - reference_losses).abs().max().into_scalar::<f32>();
-        assert!(difference < 1e-5, "losses differ by {difference} on {device:?}");
-        let difference = (grad - reference_grad).abs().max().into_scalar::<f32>();
-        assert!(difference < 1e-6, "gradients differ by {difference} on {device:?}");
+        assert_close("losses", losses, reference_losses, 1e-5);
+        assert_close("gradient", grad, reference_grad, 1e-6);
     }
 
     #[test]
