@@ -1,7 +1,9 @@
 //! GPU check for the device machine (scripts/gpu-check.sh builds it here and runs it there).
 //!
 //! 1. Parity: the tiny fixture's logits, KV-cache logits and loss on `cuda:0` against transformers' reference.
-//! 2. Throughput of the same model code on CUDA, f32: forward (inference device) and forward+backward (training
+//! 2. Gradients: the backward steps of attention, the loss, GELU and LayerNorm on `cuda:0` against burn's
+//!    autodiff of their written-out forms (`revgen_trainer::gradcheck`), in f32 and with bf16 products.
+//! 3. Throughput of the same model code on CUDA, f32: forward (inference device) and forward+backward (training
 //!    device) in tokens/s for GPT-2 124M and 355M at batch × 1024 tokens, and KV-cache decoding in tokens/s.
 //!
 //! Prints one JSON object per line.
@@ -9,7 +11,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, FloatDType, Tensor};
 use revgen_trainer::backend::Backend;
 use revgen_trainer::config::Config;
 use revgen_trainer::model::{Gpt2, KvCache, host_values, ids_tensor};
@@ -31,6 +33,25 @@ fn parity(fixture: &Path, device: &Device) {
         serde_json::json!({"check": "parity", "device": format!("{device:?}"), "max_logit_diff": logit_diff,
             "max_kv_cache_diff": kv_diff, "max_loss_rel_diff": loss_rel, "ok": ok})
     );
+}
+
+/// Differences are absolute on values of order 1: f32 should agree to ~1e-5 (the CPU test's bound); bf16 products
+/// round to 8 bits of mantissa on both sides but in different places (0.04 on LibTorch CPU), so their bound only
+/// catches a wrong backward step.
+fn gradients(device: &Device) {
+    for (dtype, name, bound) in [(None, "f32", 1e-4), (Some(FloatDType::BF16), "bf16", 1e-1)] {
+        let differences = revgen_trainer::gradcheck::compare(device, dtype);
+        let worst = differences.iter().map(|d| d.max_abs).fold(0.0, f32::max);
+        let all: serde_json::Map<String, serde_json::Value> = differences
+            .iter()
+            .map(|d| (format!("{} {}", d.operation, d.quantity), serde_json::json!(d.max_abs)))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"check": "gradients", "device": format!("{device:?}"), "dtype": name,
+                "max_abs_diff": worst, "differences": all, "ok": worst < bound})
+        );
+    }
 }
 
 /// Tokens/s of `f` over `iters` runs after one warm-up; `f` must block until the device is done.
@@ -94,6 +115,7 @@ fn main() {
         if args.len() > 3 { args[3..].iter().map(String::as_str).collect() } else { vec!["gpt2", "gpt2-medium"] };
     parity(fixture, &Backend::Tch.inference_device(device).unwrap());
     parity(fixture, &Backend::Tch.device(device).unwrap());
+    gradients(&Backend::Tch.device(device).unwrap());
     for preset in presets {
         throughput(preset, 8, device);
     }

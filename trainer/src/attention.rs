@@ -160,42 +160,9 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
-    use crate::backend::{assert_close, test_training_devices};
     use crate::model::masked_attention;
 
-    fn random(shape: [usize; 4], rng: &mut ChaCha8Rng, device: &Device) -> Tensor<4> {
-        let values: Vec<f32> = (0..shape.iter().product()).map(|_| rng.random_range(-1.0..1.0)).collect();
-        Tensor::from_data(TensorData::new(values, shape), device)
-    }
-
-    /// The output and the gradients of q, k and v agree with burn's autodiff of the written-out attention.
-    fn matches_decomposed_attention(device: Device) {
-        let mut rng = ChaCha8Rng::seed_from_u64(7);
-        // [batch, heads, seq, head_dim], and a weight per output element so that each gets its own gradient.
-        let shape = [2, 3, 6, 4];
-        let [q, k, v, weight] = [(); 4].map(|_| random(shape, &mut rng, &device));
-        let run = |fused: bool| {
-            let [q, k, v] = [&q, &k, &v].map(|x| x.clone().require_grad());
-            // The inputs come out of an operation, as in the model, so that a checkpointing device recomputes them.
-            let [qe, ke, ve] = [&q, &k, &v].map(|x| x.clone().exp());
-            let out = if fused { causal_attention(qe, ke, ve) } else { masked_attention(qe, ke, ve, 0) };
-            let grads = (out.clone() * weight.clone()).sum().backward();
-            let grad = |x: &Tensor<4>| x.grad(&grads).expect("a gradient for every input");
-            [out.detach(), grad(&q), grad(&k), grad(&v)]
-        };
-        let (fused, reference) = (run(true), run(false));
-        for (name, (a, b)) in ["output", "dq", "dk", "dv"].into_iter().zip(fused.into_iter().zip(reference)) {
-            assert_close(name, a, b, 1e-5);
-        }
-    }
-
-    #[test]
-    fn gradients_match_the_decomposed_attention() {
-        for device in test_training_devices() {
-            matches_decomposed_attention(device);
-        }
-    }
-
+    /// Without autodiff the extension is the backend's own fused attention; gradients: see `gradcheck`.
     #[test]
     fn inference_devices_run_the_same_attention() {
         let mut rng = ChaCha8Rng::seed_from_u64(8);
@@ -204,13 +171,13 @@ mod tests {
             devices.push(crate::backend::Backend::Tch.inference_device("cpu").unwrap());
         }
         for device in devices {
-            let [q, k, v] = [(); 3].map(|_| random([1, 2, 5, 8], &mut rng, &device));
-            assert_close(
-                "output",
-                causal_attention(q.clone(), k.clone(), v.clone()),
-                masked_attention(q, k, v, 0),
-                1e-5,
-            );
+            let [q, k, v] = [(); 3].map(|_| {
+                let values: Vec<f32> = (0..80).map(|_| rng.random_range(-1.0..1.0)).collect();
+                Tensor::<4>::from_data(TensorData::new(values, [1, 2, 5, 8]), &device)
+            });
+            let fused = causal_attention(q.clone(), k.clone(), v.clone());
+            let difference = (fused - masked_attention(q, k, v, 0)).abs().max().into_scalar::<f32>();
+            assert!(difference < 1e-5, "differs by {difference} on {device:?}");
         }
     }
 }

@@ -153,27 +153,6 @@ fn tch_device(_spec: DeviceSpec) -> Result<Device> {
     Err(Error::BackendNotBuilt("tch"))
 }
 
-/// The training devices that the backend extensions' gradient tests run on: flex and, when built, LibTorch's CPU,
-/// each with and without gradient checkpointing.
-#[cfg(test)]
-pub(crate) fn test_training_devices() -> Vec<Device> {
-    let built = [Backend::Flex, Backend::Tch].into_iter().filter(|b| b.is_built());
-    built
-        .flat_map(|b| {
-            let device = b.device("cpu").expect("every built backend has a CPU device");
-            [device.clone(), device.gradient_checkpointing()]
-        })
-        .collect()
-}
-
-/// Panics, naming `what` and the device, when `a` and `b` differ by `tolerance` or more anywhere.
-#[cfg(test)]
-pub(crate) fn assert_close<const D: usize>(what: &str, a: Tensor<D>, b: Tensor<D>, tolerance: f32) {
-    let device = a.device();
-    let difference = (a - b).abs().max().into_scalar::<f32>();
-    assert!(difference < tolerance, "{what} differs by {difference} on {device:?}");
-}
-
 #[cfg(test)]
 mod tests {
     use burn::nn::{Linear, LinearConfig};

@@ -9,6 +9,7 @@ pub mod data;
 mod encoder;
 mod error;
 pub mod gelu;
+pub mod gradcheck;
 pub mod hub;
 pub mod layer_norm;
 #[cfg(feature = "tch")]
