@@ -47,13 +47,9 @@ pub trait CausalAttentionBackward: CausalAttention {
     ) -> [FloatTensor<Self>; 3];
 }
 
-fn causal() -> AttentionModuleOptions {
-    AttentionModuleOptions { is_causal: true, ..Default::default() }
-}
-
 impl CausalAttention for Flex {
     fn causal_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>) -> FloatTensor<Self> {
-        Self::attention(q, k, v, None, None, causal())
+        Self::attention(q, k, v, None, None, AttentionModuleOptions { is_causal: true, ..Default::default() })
     }
 }
 
