@@ -16,9 +16,14 @@ cd "$(dirname "$0")/.."
 tiny_steps="${1:-23}"
 gpt2_steps="${2:-8}"
 eval "$(scripts/setup-libtorch.sh)"
-echo "building (dev profile, --features tch)..." >&2
-cargo build --quiet --features tch --bin revgen
-bin="${CARGO_TARGET_DIR:-target}/debug/revgen"
+# REVGEN_BIN skips the build and uses that binary (it must have --features tch), e.g. the one scripts/test.sh built.
+if [ -n "${REVGEN_BIN:-}" ]; then
+    bin=$REVGEN_BIN
+else
+    echo "building (dev profile, --features tch)..." >&2
+    cargo build --quiet --features tch --bin revgen
+    bin="${CARGO_TARGET_DIR:-target}/debug/revgen"
+fi
 python="$REVGEN_TORCH_VENV/bin/python"
 threads=$(nproc)
 tmp=$(mktemp -d)

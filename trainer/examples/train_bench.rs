@@ -5,7 +5,8 @@
 //!
 //! Without `--data`, writes a data directory of random GPT-2 token ids (one `.bin` shard, llm.c's layout, and a
 //! manifest) to a temporary directory and trains PRESET from its random initialisation with seq 1024 (or the
-//! preset's context, if shorter), grad-accum 1, no sampling, validation or intermediate checkpoints. With
+//! preset's context, if shorter; `BENCH_SEQ` sets another), grad-accum 1, no sampling, validation or intermediate
+//! checkpoints. With
 //! `--data DIR` (shards from `revgen prepare --tokenize`) it is a whole run instead: validation and samples every
 //! 50 steps, checkpoints every 100, and the run dir's samples and metrics go to `$BENCH_RUN_OUT` if set.
 //! Prints one JSON object: tokens/s over the steps after the first 3, and MFU against the card's dense peak
@@ -27,7 +28,8 @@ fn main() {
     let checkpointing = args.iter().any(|a| a == "--gradient-checkpointing");
     let data = args.iter().position(|a| a == "--data").map(|i| std::path::PathBuf::from(&args[i + 1]));
     let config = Config::preset(preset).expect("a preset");
-    let seq = config.n_positions.min(1024);
+    // BENCH_SEQ shortens the windows (the CPU comparisons use 128).
+    let seq = std::env::var("BENCH_SEQ").ok().and_then(|v| v.parse().ok()).unwrap_or(1024).min(config.n_positions);
     let dir = std::env::temp_dir().join(format!("revgen-train-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     if data.is_none() {
