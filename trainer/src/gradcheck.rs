@@ -12,7 +12,7 @@ use crate::attention::causal_attention;
 use crate::gelu::gelu_tanh;
 use crate::layer_norm::layer_norm;
 use crate::loss::{token_losses, written_out_losses};
-use crate::model::masked_attention;
+use crate::model::{in_dtype, masked_attention};
 
 /// How far one output or input gradient of an extension is from that of the written-out form.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,13 +39,6 @@ fn random<const D: usize>(shape: [usize; D], bound: f32, rng: &mut ChaCha8Rng, d
     Tensor::from_data(TensorData::new(values, shape), device)
 }
 
-fn cast<const D: usize>(x: Tensor<D>, dtype: Option<FloatDType>) -> Tensor<D> {
-    match dtype {
-        Some(dtype) => x.cast(dtype),
-        None => x,
-    }
-}
-
 /// Pairs up the fused and the written-out results, named by `quantities`.
 fn differences<const D: usize>(
     operation: &'static str,
@@ -69,7 +62,7 @@ fn attention(device: &Device, dtype: Option<FloatDType>, rng: &mut ChaCha8Rng) -
     let run = |fused: bool| {
         let leaves = [&q, &k, &v].map(|x| x.clone().require_grad());
         // The inputs come out of an operation, as in the model, so that a checkpointing device recomputes them.
-        let [qe, ke, ve] = leaves.clone().map(|x| cast(x.exp(), dtype));
+        let [qe, ke, ve] = leaves.clone().map(|x| in_dtype(x.exp(), dtype));
         let out = if fused { causal_attention(qe, ke, ve) } else { masked_attention(qe, ke, ve, 0) };
         let out = out.cast(FloatDType::F32);
         let grads = (out.clone() * weight.clone()).sum().backward();
@@ -108,7 +101,7 @@ fn gelu(device: &Device, dtype: Option<FloatDType>, rng: &mut ChaCha8Rng) -> Vec
     let (x, weights) = (random(shape, 6.0, rng, device), random(shape, 1.0, rng, device));
     let run = |fused: bool| {
         let leaf = x.clone().require_grad();
-        let input = cast(leaf.clone() * 1.25, dtype);
+        let input = in_dtype(leaf.clone() * 1.25, dtype);
         let out = if fused { gelu_tanh(input) } else { gelu_approximate(input) }.cast(FloatDType::F32);
         let grads = (out.clone() * weights.clone()).sum().backward();
         vec![out.detach(), leaf.grad(&grads).expect("a gradient for the input")]

@@ -284,7 +284,7 @@ impl Attention {
 }
 
 /// `x` in `dtype` (a no-op for `None` or when it already is). Under autodiff the gradient is cast back.
-fn in_dtype<const D: usize>(x: Tensor<D>, dtype: Option<FloatDType>) -> Tensor<D> {
+pub(crate) fn in_dtype<const D: usize>(x: Tensor<D>, dtype: Option<FloatDType>) -> Tensor<D> {
     match dtype {
         Some(dtype) => x.cast(dtype),
         None => x,
