@@ -6,7 +6,7 @@
 --   $min_helpful         kept only when helpful_votes >= $min_helpful (--min-helpful, default 1; NULL counts as 0)
 --   $min_chars           kept only when review_body has at least this many characters (--min-chars)
 --   $max_chars           ... and at most this many (--max-chars)
---   $seed                seeds review_key, the stable hash of review_id behind the split, the shards and the order
+--   $seed                seeds review_key, the stable hash of review_id behind the split and the shards
 --   $val_cut             keys below it are the val split: --val-fraction of the key space
 --   $val_width           key range of one val shard
 --   $train_width         key range of one train shard
@@ -18,8 +18,8 @@
 --                        raw_record(…) with --raw-html; NULL for dropped rows, which are only counted
 --   {{dedup}}            with --dedup, marks every copy of a record after the first (lowest key) as 'duplicate'
 --
--- Output columns: dropped (NULL when kept), star_rating, split ('train'/'val'), shard, key and text. The shard
--- writers order each shard's records by key, and records of one key by a hash of their text and rating.
+-- Output columns: dropped (NULL when kept), star_rating, split ('train'/'val'), shard, row_position and text. The
+-- shard writers keep each shard's records in input order: by row_position (input object, then line).
 WITH classified AS (
     SELECT
         *,
@@ -33,11 +33,11 @@ WITH classified AS (
     FROM reviews
 ),
 formatted AS (
-    SELECT dropped, star_rating, key, {{text}} AS text
+    SELECT dropped, star_rating, key, row_position, {{text}} AS text
     FROM classified
 ),
 deduplicated AS (
-    SELECT {{dedup}} AS dropped, star_rating, key, text
+    SELECT {{dedup}} AS dropped, star_rating, key, row_position, text
     FROM formatted
 )
 SELECT
@@ -50,6 +50,6 @@ SELECT
         WHEN key < $val_cut THEN least(key / $val_width, $last_shard)
         ELSE least((key - $val_cut) / $train_width, $last_shard)
     END AS INT) AS shard,
-    key,
+    row_position,
     text
 FROM deduplicated

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{ArrayRef, Int32Builder, StringBuilder};
+use datafusion::arrow::array::{ArrayRef, Int32Builder, StringBuilder, UInt64Builder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
@@ -14,6 +14,21 @@ pub const STAR_RATING: usize = 7;
 pub const HELPFUL_VOTES: usize = 8;
 pub const TOTAL_VOTES: usize = 9;
 pub const PRODUCT_CATEGORY: usize = 6;
+/// The column after the dump's own: where the row is in the job's inputs (see [`position`]).
+pub const ROW_POSITION: usize = COLUMNS.len();
+pub const ROW_POSITION_NAME: &str = "row_position";
+
+/// A row's place in the job's inputs: the object's index in the sorted input list in the top 24 bits, its line
+/// (1-based; a Parquet file's row) in the low 40. Sorting by it gives input order whatever the partitioning, which
+/// is the order of records within a prepare shard.
+pub fn position(object: usize, line: u64) -> u64 {
+    ((object as u64) << 40) | (line & ((1 << 40) - 1))
+}
+
+/// The object index of a [`position`].
+pub fn position_object(position: u64) -> usize {
+    (position >> 40) as usize
+}
 
 /// Rows per batch, DataFusion's default batch size.
 pub const BATCH_ROWS: usize = 8192;
@@ -27,10 +42,12 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         // Text stays text, review_date included (ISO `YYYY-MM-DD`): a value is kept as the dump has it.
         _ => Field::new(name, DataType::Utf8, true),
     });
-    Arc::new(Schema::new(fields.collect::<Vec<_>>()))
+    let position = Field::new(ROW_POSITION_NAME, DataType::UInt64, false);
+    Arc::new(Schema::new(fields.chain([position]).collect::<Vec<_>>()))
 });
 
-/// The `reviews` table's schema: the AWS TSV columns, with ratings and vote counts as integers.
+/// The `reviews` table's schema: the AWS TSV columns, with ratings and vote counts as integers, then
+/// `row_position` (see [`position`]).
 pub fn schema() -> SchemaRef {
     Arc::clone(&SCHEMA)
 }
@@ -48,11 +65,14 @@ pub struct Review<'a> {
     pub star_rating: i32,
     pub helpful_votes: Option<i32>,
     pub total_votes: Option<i32>,
+    /// See [`position`].
+    pub position: u64,
 }
 
 enum Column {
     Text(StringBuilder),
     Int(Int32Builder),
+    Position(UInt64Builder),
 }
 
 /// Builds batches of the projected canonical columns. Only projected columns are built at all, which is most of
@@ -79,6 +99,7 @@ impl BatchBuilder {
             .iter()
             .map(|&i| match i {
                 STAR_RATING | HELPFUL_VOTES | TOTAL_VOTES => Column::Int(Int32Builder::with_capacity(BATCH_ROWS)),
+                ROW_POSITION => Column::Position(UInt64Builder::with_capacity(BATCH_ROWS)),
                 _ => Column::Text(StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 64)),
             })
             .collect();
@@ -110,6 +131,7 @@ impl BatchBuilder {
                     _ => review.total_votes,
                 }),
                 Column::Text(b) => b.append_option(review.text[i]),
+                Column::Position(b) => b.append_value(review.position),
             }
         }
         self.rows += 1;
@@ -124,6 +146,7 @@ impl BatchBuilder {
             .map(|column| match column {
                 Column::Int(b) => Arc::new(b.finish()) as ArrayRef,
                 Column::Text(b) => Arc::new(b.finish()) as ArrayRef,
+                Column::Position(b) => Arc::new(b.finish()) as ArrayRef,
             })
             .collect();
         self.reset();

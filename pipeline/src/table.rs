@@ -262,6 +262,7 @@ fn read_objects(
             log: reported.as_ref().map_or(&table.log, |(log, _)| log),
             bytes_read: &table.bytes_read,
             projection,
+            object: i,
             emit: &mut emit,
         };
         decode::read(input, &mut sink).map_err(external)?;

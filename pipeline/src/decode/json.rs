@@ -52,7 +52,7 @@ pub fn read(lines: &mut LineReader<'_, '_>) -> Result<()> {
                 review.text[12] = Some(row.headline());
                 review.text[13] = Some(row.body());
                 review.text[14] = fields.date.as_deref();
-                state.push(&review);
+                state.push(review, line_no);
             }
             Err(reason) => state.malformed(reason, line, line_no),
         }

@@ -42,6 +42,8 @@ pub struct Sink<'a> {
     pub bytes_read: &'a BytesRead,
     /// Canonical column indexes to build.
     pub projection: &'a [usize],
+    /// The object's index in the job's inputs, for `row_position`.
+    pub object: usize,
     /// Receives each finished batch; returns false when nobody wants more rows (a satisfied LIMIT).
     pub emit: &'a mut dyn FnMut(RecordBatch) -> bool,
 }
@@ -284,8 +286,9 @@ pub struct LineState<'s, 'a> {
 }
 
 impl LineState<'_, '_> {
-    fn push(&mut self, review: &crate::batch::Review<'_>) {
-        self.batch.push(review);
+    fn push(&mut self, mut review: crate::batch::Review<'_>, line_no: u64) {
+        review.position = crate::batch::position(self.sink.object, line_no);
+        self.batch.push(&review);
         self.counts.add_valid(1);
         if self.batch.is_full() {
             match self.batch.finish() {

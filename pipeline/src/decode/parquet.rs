@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int32Array, RecordBatch, StringArray, new_null_array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, Int32Array, RecordBatch, StringArray, UInt64Array, new_null_array,
+};
 use datafusion::arrow::compute::{cast, filter};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatchOptions;
@@ -16,7 +18,7 @@ use datafusion::parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecor
 use futures::StreamExt;
 
 use super::Sink;
-use crate::batch::{self, HELPFUL_VOTES, STAR_RATING, TOTAL_VOTES};
+use crate::batch::{self, HELPFUL_VOTES, ROW_POSITION, STAR_RATING, TOTAL_VOTES};
 use crate::dump::{COLUMNS, Malformed};
 use crate::quarantine::{QuarantinedRow, RowCounts};
 use crate::source::Input;
@@ -35,7 +37,8 @@ pub fn read(input: &Input, sink: &mut Sink<'_>) -> Result<()> {
     // Read the projected columns plus the ones every row is validated on.
     let mut needed: Vec<usize> = sink.projection.to_vec();
     needed.extend([STAR_RATING, HELPFUL_VOTES, TOTAL_VOTES]);
-    let roots: Vec<usize> = needed.iter().filter_map(|&i| file_schema.index_of(COLUMNS[i]).ok()).collect();
+    let roots: Vec<usize> =
+        needed.iter().filter(|&&i| i != ROW_POSITION).filter_map(|&i| file_schema.index_of(COLUMNS[i]).ok()).collect();
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
     let total_rows = builder.metadata().file_metadata().num_rows().max(1) as u64;
     let mut stream = builder.with_projection(mask).with_batch_size(batch::BATCH_ROWS).build().map_err(parquet_err)?;
@@ -46,7 +49,14 @@ pub fn read(input: &Input, sink: &mut Sink<'_>) -> Result<()> {
     let mut reported = 0u64;
     while let Some(file_batch) = sink.handle.block_on(stream.next()) {
         let file_batch = file_batch.map_err(parquet_err)?;
-        let column = |i: usize| canonical_column(input, &file_batch, i).map_err(arrow_err);
+        let (object, first_row) = (sink.object, row_base);
+        let column = |i: usize| match i {
+            // A Parquet file's row number stands for the line.
+            ROW_POSITION => Ok(Arc::new(UInt64Array::from_iter_values(
+                (0..file_batch.num_rows()).map(|row| batch::position(object, first_row + row as u64 + 1)),
+            )) as ArrayRef),
+            _ => canonical_column(input, &file_batch, i).map_err(arrow_err),
+        };
         let ratings = column(STAR_RATING)?;
         let helpful = column(HELPFUL_VOTES)?;
         let total = column(TOTAL_VOTES)?;

@@ -20,7 +20,7 @@ pub fn read(lines: &mut LineReader<'_, '_>) -> Result<()> {
             return;
         }
         match parse(line, tabs) {
-            Ok(review) => state.push(&review),
+            Ok(review) => state.push(review, line_no),
             Err(reason) => state.malformed(reason, line, line_no),
         }
     })?;

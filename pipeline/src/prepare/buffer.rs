@@ -1,7 +1,9 @@
 //! `ShardBuffer`: the records of the shards that a writer writes, held until its input ends, then handed out one
-//! shard at a time in record order (see [`order`]).
+//! shard at a time in record order (see [`order`]). The writer uses it where records may arrive out of input order
+//! (a cluster's shuffle, `--dedup`'s window, a plan that repartitions) or with token or Parquet shards; otherwise
+//! the records stream straight to the files (see [`super::segment`]), in the same order.
 //!
-//! A shard is a key range, and its records arrive in any order, so nothing can be written before the input ends.
+//! A shard's records may arrive in any order here, so nothing can be written before the input ends.
 //! The buffer keeps the text and rating columns of the input batches as they are and, per shard, a small index entry
 //! per record; at the end each shard's entries are sorted and the writer sends the texts straight from the batches
 //! to the file. (A `SortExec` in front of the writer did the same job with two more copies of all the text: one
@@ -23,9 +25,10 @@ use datafusion::execution::spill_file::SpillFile;
 
 use super::tally::DROPPED;
 use super::udf::splitmix64;
+use crate::batch::ROW_POSITION_NAME;
 use crate::{Error, Result};
 
-/// One buffered record: its key, and where its text is.
+/// One buffered record: its position (`row_position`), and where its text is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Entry {
     key: u64,
@@ -33,9 +36,9 @@ struct Entry {
     row: u32,
 }
 
-/// The order of records in a shard: by key (the hash of the review id), then records of one key (copies of a
-/// review) by [`record_hash`] of their text and rating. The hash is taken only for such ties, which are rare; the
-/// result is the same in every run and every partitioning.
+/// The order of records in a shard: by position in the inputs (`row_position`: object, then line), then records
+/// of one position (only a `--sql` query that repeats rows makes them) by [`record_hash`] of their text and rating.
+/// The hash is taken only for such ties; the result is the same in every run and every partitioning.
 fn order(batches: &[Records], a: &Entry, b: &Entry) -> Ordering {
     a.key.cmp(&b.key).then_with(|| tie_break(batches, a).cmp(&tie_break(batches, b)))
 }
@@ -112,7 +115,7 @@ impl ShardBuffer {
         }
         let splits = column("split").as_string::<i32>();
         let shards = column("shard").as_primitive::<Int32Type>();
-        let keys = column("key").as_primitive::<UInt64Type>();
+        let keys = column(ROW_POSITION_NAME).as_primitive::<UInt64Type>();
         let batch_index = self.batches.len() as u32;
         for row in (0..batch.num_rows()).filter(|&row| dropped.is_null(row)) {
             let index = self.index(splits.value(row), shards.value(row))?;
@@ -208,7 +211,7 @@ impl Records {
         (self.texts.value(row), self.ratings.value(row))
     }
 
-    /// Starts loading what [`Records::get`] will read of a row: the shard writer visits rows in key order, which
+    /// Starts loading what [`Records::get`] will read of a row: the shard writer visits rows in position order, which
     /// jumps around the buffered batches, so each lookup would otherwise wait on a cache and TLB miss.
     fn prefetch(&self, row: usize) {
         prefetch(std::slice::from_ref(&self.texts.value_offsets()[row]));
@@ -220,7 +223,7 @@ impl Records {
     }
 }
 
-/// A run record: its order (key, record_hash), rating, text length (little-endian), then the text.
+/// A run record: its order (position, record_hash), rating, text length (little-endian), then the text.
 fn write_run_record(out: &mut impl Write, (key, hash): (u64, u64), rating: i32, text: &str) -> io::Result<()> {
     out.write_all(&key.to_le_bytes())?;
     out.write_all(&hash.to_le_bytes())?;
@@ -250,7 +253,7 @@ pub struct Chunk<'a> {
 const CHUNK_RECORDS: usize = 8192;
 
 /// How many records ahead of the one being read the writer asks the CPU to load: a few hide the latency of a
-/// miss (a microbenchmark of hashing 700 MB of records in key order: 1.4 s with none, 0.83-0.87 s with 1 to 8).
+/// miss (a microbenchmark of hashing 700 MB of records in review_key order: 1.4 s with none, 0.83-0.87 s with 1 to 8).
 pub const PREFETCH_AHEAD: usize = 4;
 
 /// Asks the CPU to start loading `bytes` into the cache; a hint, with no effect on results.
@@ -308,7 +311,7 @@ impl BufferedShard {
             }
         }
         let memory_source = runs.len();
-        // Records in memory join the merge by the same order as the runs': (key, record_hash).
+        // Records in memory join the merge by the same order as the runs': (position, record_hash).
         if let Some(entry) = memory.peek() {
             heads.push(Reverse((entry.key, tie_break(batches, entry), memory_source)));
         }
@@ -434,7 +437,7 @@ mod tests {
             Field::new("star_rating", DataType::Int32, false),
             Field::new("split", DataType::Utf8, true),
             Field::new("shard", DataType::Int32, true),
-            Field::new("key", DataType::UInt64, true),
+            Field::new(ROW_POSITION_NAME, DataType::UInt64, true),
             Field::new("text", DataType::Utf8, true),
         ]);
         let n = rows.len();
@@ -475,13 +478,13 @@ mod tests {
     }
 
     #[test]
-    fn shards_come_out_in_key_order_spilled_or_not() {
+    fn shards_come_out_in_position_order_spilled_or_not() {
         let batches = [
             batch(&[("train", 0, 30, "c"), ("train", 1, 5, "x"), ("val", 0, 1, "v")]),
             batch(&[("train", 0, 10, "a"), ("train", 0, 20, "b")]),
             batch(&[("train", 0, 15, "ab"), ("train", 1, 4, "w"), ("train", 0, 20, "bb")]),
         ];
-        // Two records of key 20: by record_hash.
+        // Two records at position 20: by record_hash.
         let (first, second) = if record_hash("b", 5) < record_hash("bb", 5) { ("b", "bb") } else { ("bb", "b") };
         let expected = vec![
             ("train".to_owned(), 0, format!("a\nab\n{first}\n{second}\nc\n")),

@@ -16,6 +16,7 @@
 pub(crate) mod buffer;
 pub mod destination;
 pub mod manifest;
+pub(crate) mod segment;
 pub(crate) mod shard;
 pub(crate) mod tally;
 pub mod template;
@@ -252,6 +253,7 @@ impl PrepareJob {
         let plan = self.plan(&sql, &params, options.clone()).await?;
         let batches = self.reviews.collect(plan, "prepare").await?;
         let mut result = WriterResult::read(&batches);
+        result.files = segment::assemble(&options.staging, self.config.shards, result.files)?;
 
         // Every shard of `-of-N` exists, empty or not.
         let written: BTreeSet<(String, u32)> = result.files.iter().map(|f| (f.split.clone(), f.shard)).collect();
@@ -288,6 +290,13 @@ impl PrepareJob {
         let df_err = |context: &'static str| {
             move |source| Error::DataFusion { context: context.to_owned(), source: Box::new(source) }
         };
+        if self.reviews.cluster().is_none() {
+            // A round-robin repartition behind the scan would deal its batches out to the query's partitions, and
+            // the records would reach the writers out of input order: no streaming. Objects are still read in
+            // parallel, one partition each.
+            let state = self.reviews.ctx.state_ref();
+            state.write().config_mut().options_mut().optimizer.enable_round_robin_repartition = false;
+        }
         let frame = self.reviews.dataframe(sql, params).await?;
         let query = frame.create_physical_plan().await.map_err(df_err("planning the prepare query"))?;
         let tally: Arc<dyn ExecutionPlan> =
@@ -297,9 +306,12 @@ impl PrepareJob {
             Ok(Arc::new(ShardWriterExec::try_new(input, options).map_err(df_err("the prepare query's columns"))?))
         };
         if self.reviews.cluster().is_none() {
-            // Here the writer's partitions share one buffer: no repartition, and shards go to whichever writer is
-            // free.
-            return writer(tally, Gather::Shared);
+            // Text shards stream to their files when the records arrive in input order. Otherwise the writer's
+            // partitions share one buffer: no repartition, and shards go to whichever writer is free.
+            let text_only = options.tokenizer.is_none() && !options.parquet;
+            let gather =
+                if text_only && segment::preserves_input_order(&tally) { Gather::Stream } else { Gather::Shared };
+            return writer(tally, gather);
         }
         // On a cluster each writer task gets whole shards: Ballista shuffles the records by shard. Rows that the
         // tally has counted are left out of the shuffle first (only records and tally rows cross the network).
@@ -456,12 +468,14 @@ impl WriterResult {
                 column("tokens").as_primitive::<UInt64Type>(),
                 column("sha256").as_string::<i32>(),
             );
+            let object = column("object").as_primitive::<UInt64Type>();
             for i in 0..batch.num_rows() {
                 if file.is_valid(i) {
                     result.files.push(WrittenFile {
                         file: file.value(i).to_owned(),
                         split: split.value(i).to_owned(),
                         shard: shard.value(i) as u32,
+                        object: object.is_valid(i).then(|| object.value(i) as usize),
                         rows: rows.value(i),
                         bytes: bytes.value(i),
                         tokens: tokens.is_valid(i).then(|| tokens.value(i)),

@@ -39,8 +39,10 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc::Sender;
 
 use super::buffer::{BufferedShard, Chunk, PREFETCH_AHEAD, ShardBuffer, prefetch};
+use super::segment::SegmentWriter;
 use super::tally::{COUNT, DROPPED};
 use super::tokens::{TokenWriter, Tokenize};
+use crate::batch::ROW_POSITION_NAME;
 use crate::cluster::RemoteDir;
 use crate::{Error, Result};
 
@@ -52,6 +54,9 @@ pub enum Gather {
     /// Any partition may hold records of any shard: the partitions buffer them together and, once every input has
     /// ended, write the shards between them. Only for a plan whose partitions all run in this process.
     Shared,
+    /// Each partition's input arrives in input order (see [`super::segment::preserves_input_order`]): records are
+    /// written as they arrive, into segments that the job assembles into shards. Text shards only, in this process.
+    Stream,
 }
 
 /// What to write besides the text shards.
@@ -100,6 +105,7 @@ pub fn result_schema() -> SchemaRef {
             Field::new("bytes", DataType::UInt64, true),
             Field::new("tokens", DataType::UInt64, true),
             Field::new("sha256", DataType::Utf8, true),
+            Field::new("object", DataType::UInt64, true),
         ]))
     });
     Arc::clone(&SCHEMA)
@@ -124,7 +130,7 @@ impl ShardWriterExec {
             ("star_rating", DataType::Int32),
             ("split", DataType::Utf8),
             ("shard", DataType::Int32),
-            ("key", DataType::UInt64),
+            (ROW_POSITION_NAME, DataType::UInt64),
             ("text", DataType::Utf8),
             (COUNT, DataType::UInt64),
         ] {
@@ -194,11 +200,12 @@ impl ExecutionPlan for ShardWriterExec {
             Arc::new(Gathering::new(partitions, ShardBuffer::new(self.options.shards, reservation, disk)))
         };
         let gathering = match self.options.gather {
-            Gather::PerPartition => new_gathering(1),
+            Gather::PerPartition => Some(new_gathering(1)),
             Gather::Shared => {
                 let partitions = self.input.output_partitioning().partition_count();
-                Arc::clone(self.shared.get_or_init(|| new_gathering(partitions)))
+                Some(Arc::clone(self.shared.get_or_init(|| new_gathering(partitions))))
             }
+            Gather::Stream => None,
         };
         let mut input = self.input.execute(partition, context)?;
         let options = self.options.clone();
@@ -210,6 +217,18 @@ impl ExecutionPlan for ShardWriterExec {
         builder.spawn_blocking(move || {
             let mut writer = PartitionWriter::new(options);
             let written = (|| {
+                let Some(gathering) = &gathering else {
+                    let mut segments = SegmentWriter::new(&writer.options.staging, writer.options.shards);
+                    while let Some(batch) = handle.block_on(input.next()) {
+                        let batch = batch?;
+                        if writer.count_dropped(&batch) > 0 {
+                            segments.add(&batch).map_err(external)?;
+                        }
+                    }
+                    writer.written = segments.finish().map_err(external)?;
+                    writer.kept = std::mem::take(&mut segments.kept);
+                    return writer.finish(&handle).map_err(external);
+                };
                 while let Some(batch) = handle.block_on(input.next()) {
                     let batch = batch?;
                     if writer.count_dropped(&batch) > 0 {
@@ -228,7 +247,9 @@ impl ExecutionPlan for ShardWriterExec {
                     Ok(())
                 }
                 Err(e) => {
-                    gathering.fail();
+                    if let Some(gathering) = &gathering {
+                        gathering.fail();
+                    }
                     Err(e)
                 }
             }
@@ -327,6 +348,8 @@ pub struct WrittenFile {
     pub file: String,
     pub split: String,
     pub shard: u32,
+    /// For a segment of a streamed shard (see [`super::segment`]): its input object.
+    pub object: Option<usize>,
     pub rows: u64,
     pub bytes: u64,
     pub tokens: Option<u64>,
@@ -401,7 +424,7 @@ impl PartitionWriter {
         let mut rows = ResultRows::default();
         for f in &self.written {
             rows.push(Some(&f.file), Some(&f.split), Some(f.shard as i32), None, None, f.rows);
-            rows.last_file(f.bytes, f.tokens, &f.sha256);
+            rows.last_file(f.bytes, f.tokens, &f.sha256, f.object);
         }
         for ((split, rating), n) in &self.kept {
             rows.push(None, Some(split), None, None, Some(*rating), *n);
@@ -425,6 +448,7 @@ struct ResultRows {
     bytes: UInt64Builder,
     tokens: UInt64Builder,
     sha256: StringBuilder,
+    object: UInt64Builder,
 }
 
 impl ResultRows {
@@ -447,13 +471,15 @@ impl ResultRows {
             self.bytes.append_null();
             self.tokens.append_null();
             self.sha256.append_null();
+            self.object.append_null();
         }
     }
 
-    fn last_file(&mut self, bytes: u64, tokens: Option<u64>, sha256: &str) {
+    fn last_file(&mut self, bytes: u64, tokens: Option<u64>, sha256: &str, object: Option<usize>) {
         self.bytes.append_value(bytes);
         self.tokens.append_option(tokens);
         self.sha256.append_value(sha256);
+        self.object.append_option(object.map(|o| o as u64));
     }
 
     fn finish(mut self) -> Result<RecordBatch> {
@@ -467,6 +493,7 @@ impl ResultRows {
             Arc::new(self.bytes.finish()),
             Arc::new(self.tokens.finish()),
             Arc::new(self.sha256.finish()),
+            Arc::new(self.object.finish()),
         ];
         RecordBatch::try_new(result_schema(), columns)
             .map_err(|source| Error::Arrow { path: "shard writer result".into(), source })
@@ -583,6 +610,7 @@ impl ShardFiles {
             file,
             split: self.split.clone(),
             shard: self.shard,
+            object: None,
             rows: self.rows,
             bytes,
             tokens,
