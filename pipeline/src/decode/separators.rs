@@ -11,19 +11,26 @@ use std::ops::ControlFlow;
 /// The tabs of a TSV line this reader ever needs to know by position: a valid line has exactly 14.
 pub const MAX_TABS: usize = 15;
 
-/// Where the tabs of one line are: the first [`MAX_TABS`] as offsets into the line, and how many there are in all.
+/// Where the tabs of one line are: the first [`MAX_TABS`] as offsets into the line, and how many there are in all;
+/// and whether the line is all ASCII (then it is valid UTF-8 without another look).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tabs {
     at: [usize; MAX_TABS],
     count: usize,
+    ascii: bool,
 }
 
 impl Tabs {
     /// The tabs of a whole line, searched on their own (a line that spans two chunks).
     pub fn of_line(line: &[u8]) -> Tabs {
-        let mut tabs = Tabs::default();
+        let mut tabs = Tabs { ascii: line.is_ascii(), ..Tabs::default() };
         memchr::memchr_iter(b'\t', line).for_each(|at| tabs.push(at));
         tabs
+    }
+
+    /// Whether every byte of the line is ASCII.
+    pub fn ascii(&self) -> bool {
+        self.ascii
     }
 
     fn push(&mut self, offset: usize) {
@@ -65,64 +72,86 @@ fn lines_memchr(bytes: &[u8], mut on_line: impl FnMut(usize, usize, &Tabs) -> Co
     Some(start)
 }
 
-/// [`lines`] over bitmasks of 64 bytes at a time.
+/// [`lines`] over bitmasks of 64 bytes at a time. The same pass notes bytes with the high bit set, so that an
+/// all-ASCII line (most of a dump) needs no UTF-8 check of its own.
 #[cfg(target_arch = "x86_64")]
 fn lines_sse2(bytes: &[u8], mut on_line: impl FnMut(usize, usize, &Tabs) -> ControlFlow<()>) -> Option<usize> {
     let mut start = 0;
-    let mut tabs = Tabs::default();
-    // One separator at `at`; a newline ends the line.
-    let mut separator = |at: usize, newline: bool| {
+    let mut tabs = Tabs { ascii: true, ..Tabs::default() };
+    // One separator at `at`; a newline ends the line, which is ASCII unless `non_ascii`.
+    let mut separator = |at: usize, newline: bool, non_ascii: bool| {
         if newline {
+            tabs.ascii = !non_ascii;
             let flow = on_line(start, at, &tabs);
             start = at + 1;
-            tabs = Tabs::default();
+            tabs = Tabs { ascii: true, ..Tabs::default() };
             flow
         } else {
             tabs.push(at - start);
             ControlFlow::Continue(())
         }
     };
+    // Whether the line being read has had a non-ASCII byte in an earlier block.
+    let mut non_ascii = false;
     let mut blocks = bytes.chunks_exact(64);
     let mut base = 0;
     for block in &mut blocks {
-        let (tab_mask, newline_mask) = masks_sse2(block.try_into().expect("64 bytes"));
+        let (tab_mask, newline_mask, mut high_mask) = masks_sse2(block.try_into().expect("64 bytes"));
         let mut found = tab_mask | newline_mask;
         while found != 0 {
             let bit = found.trailing_zeros();
             let newline = newline_mask & (1 << bit) != 0;
-            separator(base + bit as usize, newline).is_continue().then_some(())?;
+            let mut line_non_ascii = non_ascii;
+            if newline {
+                // The high bits below the newline belong to the line it ends.
+                let below = (1u64 << bit) - 1;
+                line_non_ascii |= high_mask & below != 0;
+                high_mask &= !below;
+                non_ascii = false;
+            }
+            separator(base + bit as usize, newline, line_non_ascii).is_continue().then_some(())?;
             found &= found - 1;
         }
+        // What is left belongs to the line that continues into the next block.
+        non_ascii |= high_mask != 0;
         base += 64;
     }
     for (i, &byte) in blocks.remainder().iter().enumerate() {
         if byte == b'\n' || byte == b'\t' {
-            separator(base + i, byte == b'\n').is_continue().then_some(())?;
+            separator(base + i, byte == b'\n', non_ascii).is_continue().then_some(())?;
+            if byte == b'\n' {
+                non_ascii = false;
+            }
+        } else if !byte.is_ascii() {
+            non_ascii = true;
         }
     }
     Some(start)
 }
 
-/// Bit `i` of the first mask is set where `block[i]` is a tab; of the second, where it is a newline.
+/// Bit `i` of the first mask is set where `block[i]` is a tab; of the second, where it is a newline; of the third,
+/// where it is not ASCII.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn masks_sse2(block: &[u8; 64]) -> (u64, u64) {
+fn masks_sse2(block: &[u8; 64]) -> (u64, u64, u64) {
     use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
-    let (mut tabs, mut newlines) = (0u64, 0u64);
+    let (mut tabs, mut newlines, mut high) = (0u64, 0u64, 0u64);
     for (i, lane) in block.chunks_exact(16).enumerate() {
         // SAFETY: SSE2 is part of the x86_64 baseline, and `lane` is 16 readable bytes (an unaligned load).
-        let (tab, newline) = unsafe {
+        let (tab, newline, top) = unsafe {
             let v = _mm_loadu_si128(lane.as_ptr().cast::<__m128i>());
             (
                 _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'\t' as i8))),
                 _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'\n' as i8))),
+                _mm_movemask_epi8(v),
             )
         };
         // movemask sets the low 16 bits only.
         tabs |= u64::from(tab as u16) << (16 * i);
         newlines |= u64::from(newline as u16) << (16 * i);
+        high |= u64::from(top as u16) << (16 * i);
     }
-    (tabs, newlines)
+    (tabs, newlines, high)
 }
 
 #[cfg(test)]
@@ -177,6 +206,25 @@ mod tests {
         assert_eq!(found[0].2.count(), 40);
         assert_eq!(found[0].2.offsets(), (0..MAX_TABS).map(|i| 2 * i + 1).collect::<Vec<_>>());
         assert_eq!(Tabs::of_line(&line.as_bytes()[..line.len() - 1]), found[0].2);
+    }
+
+    #[test]
+    fn tells_ascii_lines_across_block_edges() {
+        // A two-byte character at every offset around the blocks, in lines of every length; the reference is
+        // `is_ascii` of each line (lines_memchr).
+        let mut text = Vec::new();
+        for len in 0..150 {
+            for at in [None, Some(0), Some(len / 2), Some(len.saturating_sub(2))] {
+                let mut line: Vec<u8> = (0..len).map(|i| if i % 5 == 1 { b'\t' } else { b'a' }).collect();
+                if let Some(at) = at.filter(|&at| at + 2 <= len) {
+                    line[at..at + 2].copy_from_slice("é".as_bytes());
+                }
+                line.push(b'\n');
+                text.extend_from_slice(&line);
+            }
+        }
+        let (found, _) = both(&text);
+        assert!(found.iter().any(|(_, _, tabs)| tabs.ascii()) && found.iter().any(|(_, _, tabs)| !tabs.ascii()));
     }
 
     #[test]

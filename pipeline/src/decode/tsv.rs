@@ -32,7 +32,13 @@ pub fn read(lines: &mut LineReader<'_, '_>) -> Result<()> {
 
 /// One data line, with its tabs, as a review, or why it is malformed.
 fn parse<'a>(line: &'a [u8], tabs: &Tabs) -> std::result::Result<Review<'a>, Malformed> {
-    let text = std::str::from_utf8(line).map_err(|_| Malformed::InvalidUtf8)?;
+    let text = if tabs.ascii() {
+        // SAFETY: ASCII is valid UTF-8; `tabs` says so only of a line whose every byte is below 0x80 (checked
+        // against `is_ascii` in separators' tests).
+        unsafe { std::str::from_utf8_unchecked(line) }
+    } else {
+        std::str::from_utf8(line).map_err(|_| Malformed::InvalidUtf8)?
+    };
     if tabs.count() != COLUMNS.len() - 1 {
         return Err(Malformed::FieldCount);
     }

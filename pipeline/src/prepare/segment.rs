@@ -61,8 +61,10 @@ pub struct SegmentWriter {
     open: Vec<Option<Open>>,
     /// Every segment so far, by id.
     segments: Vec<Segment>,
-    /// Kept records per (split, star_rating).
-    pub kept: BTreeMap<(String, i32), u64>,
+    /// Kept records per shard index and star_rating 1..=5 (index 0 unused), and of any other rating (a `--sql`
+    /// query's) per (split, rating).
+    kept: Vec<[u64; 6]>,
+    kept_other: BTreeMap<(String, i32), u64>,
     buffer_bytes: usize,
     io: Option<Io>,
 }
@@ -112,7 +114,8 @@ impl SegmentWriter {
             last_position: None,
             open: Vec::new(),
             segments: Vec::new(),
-            kept: BTreeMap::new(),
+            kept: Vec::new(),
+            kept_other: BTreeMap::new(),
             buffer_bytes: buffer_bytes(2 * shards as usize),
             io: Some(Io { jobs, empty, thread }),
         }
@@ -156,9 +159,15 @@ impl SegmentWriter {
             let open = self.open[index].as_mut().expect("opened above");
             open.buffer.extend_from_slice(texts.value(row).as_bytes());
             open.buffer.push(b'\n');
-            let segment = &mut self.segments[open.id];
-            segment.rows += 1;
-            *self.kept.entry((segment.split.clone(), ratings.value(row))).or_default() += 1;
+            self.segments[open.id].rows += 1;
+            let rating = ratings.value(row);
+            match rating {
+                1..=5 => self.kept[index][rating as usize] += 1,
+                _ => {
+                    *self.kept_other.entry((self.splits[index / self.shards as usize].clone(), rating)).or_default() +=
+                        1
+                }
+            }
             if open.buffer.len() >= self.buffer_bytes {
                 let id = open.id;
                 self.send(id, index)?;
@@ -178,6 +187,7 @@ impl SegmentWriter {
             None => {
                 self.splits.push(split.to_owned());
                 self.open.resize_with(self.splits.len() * self.shards as usize, || None);
+                self.kept.resize(self.open.len(), [0; 6]);
                 self.splits.len() - 1
             }
         };
@@ -218,6 +228,18 @@ impl SegmentWriter {
             }
         }
         Ok(())
+    }
+
+    /// Kept records per (split, star_rating), so far.
+    pub fn kept(&self) -> BTreeMap<(String, i32), u64> {
+        let mut kept = self.kept_other.clone();
+        for (index, per_rating) in self.kept.iter().enumerate() {
+            let split = &self.splits[index / self.shards as usize];
+            for (rating, &n) in per_rating.iter().enumerate().filter(|&(_, &n)| n > 0) {
+                *kept.entry((split.clone(), rating as i32)).or_default() += n;
+            }
+        }
+        kept
     }
 
     /// Writes what is buffered, waits for the files to reach the disk, and returns the segments written.
@@ -402,7 +424,7 @@ mod tests {
         let mut files = first.finish().unwrap();
         files.extend(second.finish().unwrap());
         assert_eq!(files.len(), 4, "segments: (1, 0), (1, 1), (0, 0), (2, 0)");
-        assert_eq!(first.kept.get(&("train".to_owned(), 5)), Some(&2));
+        assert_eq!(first.kept(), BTreeMap::from([(("train".to_owned(), 5), 2)]));
 
         let shards = assemble(&dir, 2, files).unwrap();
         let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();

@@ -226,7 +226,7 @@ impl ExecutionPlan for ShardWriterExec {
                         }
                     }
                     writer.written = segments.finish().map_err(external)?;
-                    writer.kept = std::mem::take(&mut segments.kept);
+                    writer.kept = segments.kept();
                     return writer.finish(&handle).map_err(external);
                 };
                 while let Some(batch) = handle.block_on(input.next()) {
