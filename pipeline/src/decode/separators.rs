@@ -213,7 +213,7 @@ mod tests {
         // A two-byte character at every offset around the blocks, in lines of every length; the reference is
         // `is_ascii` of each line (lines_memchr).
         let mut text = Vec::new();
-        for len in 0..150 {
+        for len in 0usize..150 {
             for at in [None, Some(0), Some(len / 2), Some(len.saturating_sub(2))] {
                 let mut line: Vec<u8> = (0..len).map(|i| if i % 5 == 1 { b'\t' } else { b'a' }).collect();
                 if let Some(at) = at.filter(|&at| at + 2 <= len) {

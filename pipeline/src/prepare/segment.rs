@@ -268,6 +268,14 @@ impl SegmentWriter {
     }
 }
 
+/// A segment's file on the I/O thread.
+struct SegmentFile {
+    path: Arc<Path>,
+    file: File,
+    hash: Sha256,
+    bytes: u64,
+}
+
 /// Bytes written between two early syncs (see [`write_segments`]).
 const SYNC_EVERY: u64 = 64 << 20;
 
@@ -278,7 +286,7 @@ const SYNC_EVERY: u64 = 64 << 20;
 /// writes while the job runs: left to the end, the syncs of every shard at once were a tail of 0.15-0.7 s on this
 /// machine's virtual disk, with nothing else to do.
 fn write_segments(jobs: Receiver<Job>, empty: SyncSender<Vec<u8>>) -> Result<Vec<Hashed>> {
-    let mut files: Vec<Option<(Arc<Path>, File, Sha256, u64)>> = Vec::new();
+    let mut files: Vec<Option<SegmentFile>> = Vec::new();
     let (early, early_rx) = sync_channel::<Vec<File>>(1);
     let syncer = std::thread::spawn(move || {
         for files in early_rx {
@@ -291,22 +299,22 @@ fn write_segments(jobs: Receiver<Job>, empty: SyncSender<Vec<u8>>) -> Result<Vec
         if segment >= files.len() {
             files.resize_with(segment + 1, || None);
         }
-        let (path, file, hash, written) = match &mut files[segment] {
+        let open = match &mut files[segment] {
             Some(open) => open,
             slot => {
                 let file = File::create(&path).map_err(Error::io(&*path))?;
-                slot.insert((path, file, Sha256::new(), 0))
+                slot.insert(SegmentFile { path, file, hash: Sha256::new(), bytes: 0 })
             }
         };
-        hash.update(&bytes);
-        file.write_all(&bytes).map_err(Error::io(&**path))?;
-        *written += bytes.len() as u64;
+        open.hash.update(&bytes);
+        open.file.write_all(&bytes).map_err(Error::io(&*open.path))?;
+        open.bytes += bytes.len() as u64;
         since_sync += bytes.len() as u64;
         if !touched.contains(&segment) {
             touched.push(segment);
         }
         if since_sync >= SYNC_EVERY {
-            let clones = touched.drain(..).filter_map(|i| files[i].as_ref().and_then(|f| f.1.try_clone().ok()));
+            let clones = touched.drain(..).filter_map(|i| files[i].as_ref().and_then(|f| f.file.try_clone().ok()));
             // Skipped while the last round is still syncing.
             let _ = early.try_send(clones.collect());
             since_sync = 0;
@@ -319,10 +327,10 @@ fn write_segments(jobs: Receiver<Job>, empty: SyncSender<Vec<u8>>) -> Result<Vec
     let syncs: Vec<_> = files
         .into_iter()
         .map(|open| open.expect("every segment gets at least one buffer"))
-        .map(|(path, file, hash, bytes)| {
+        .map(|open| {
             std::thread::spawn(move || {
-                file.sync_data().map_err(Error::io(&*path))?;
-                Ok(Hashed { bytes, sha256: hex(&hash.finalize()) })
+                open.file.sync_data().map_err(Error::io(&*open.path))?;
+                Ok(Hashed { bytes: open.bytes, sha256: hex(&open.hash.finalize()) })
             })
         })
         .collect();
