@@ -168,7 +168,8 @@ fn balance(inputs: &[Input], max: usize) -> Vec<Vec<usize>> {
 
 impl DisplayAs for ReviewsScan {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let columns: Vec<&str> = self.projection.iter().map(|&i| crate::dump::COLUMNS[i]).collect();
+        let schema = crate::batch::schema();
+        let columns: Vec<&str> = self.projection.iter().map(|&i| schema.field(i).name().as_str()).collect();
         write!(
             f,
             "ReviewsScan: objects={}, partitions={}, projection=[{}]",

@@ -2,16 +2,16 @@
 //!
 //! The whole job is one DataFusion plan with one scan:
 //! ```text
-//! ShardWriterExec            buffers records per shard, then writes each in (key, record hash) order into staging;
-//!                            returns files and counts
+//! ShardWriterExec            streams records to per-(object, shard) segments (see [`segment`]), or buffers them
+//!                            per shard and writes each in row_position order; returns files and counts
 //!   [RepartitionExec]        on a cluster: Hash(split, shard), so that every shard lands whole in one partition
 //!     [FilterExec]           on a cluster: records and tally rows only
 //!       TallyExec            counts dropped rows by reason and rating, passes its input on
 //!         sql/prepare.sql    filters, review_key, template (ReviewsScan below)
 //! ```
-//! Split, shard and order within a shard all come from `review_key(review_id, seed)`, a stable hash, so shards are
-//! byte-identical from run to run and from machine to machine, however the inputs are partitioned. The output
-//! appears only when complete (see [`destination`]).
+//! Split and shard come from `review_key(review_id, seed)`, a stable hash, and the order within a shard is input
+//! order (`row_position`: object, then line), so shards are byte-identical from run to run and from machine to
+//! machine, however the inputs are partitioned. The output appears only when complete (see [`destination`]).
 
 pub(crate) mod buffer;
 pub mod destination;
