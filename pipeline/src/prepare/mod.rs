@@ -573,7 +573,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_query_file_without_the_text_column_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let sql = PREPARE_SQL.replace("    key,\n    text\n", "    key\n");
+        let sql = PREPARE_SQL.replace("    row_position,\n    text\n", "    row_position\n");
         assert_ne!(sql, PREPARE_SQL);
         let out = dir.path().to_string_lossy();
         let job = PrepareJob::open(&[fixture()], &StoreOptions::default(), &out, true, PrepareConfig::default(), sql)
