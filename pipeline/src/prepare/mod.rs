@@ -290,10 +290,14 @@ impl PrepareJob {
         let df_err = |context: &'static str| {
             move |source| Error::DataFusion { context: context.to_owned(), source: Box::new(source) }
         };
-        if self.reviews.cluster().is_none() {
+        // Text shards stream to their files when the records arrive in input order (see `segment`). `--dedup`'s
+        // window repartitions by text, and token and Parquet shards are written from the buffered path.
+        let local = self.reviews.cluster().is_none();
+        let may_stream = local && options.tokenizer.is_none() && !options.parquet && !self.config.dedup;
+        if may_stream {
             // A round-robin repartition behind the scan would deal its batches out to the query's partitions, and
-            // the records would reach the writers out of input order: no streaming. Objects are still read in
-            // parallel, one partition each.
+            // the records would reach the writers out of input order. Objects are still read in parallel, one
+            // partition each.
             let state = self.reviews.ctx.state_ref();
             state.write().config_mut().options_mut().optimizer.enable_round_robin_repartition = false;
         }
@@ -305,12 +309,11 @@ impl PrepareJob {
             let options = ShardOptions { gather, ..options.clone() };
             Ok(Arc::new(ShardWriterExec::try_new(input, options).map_err(df_err("the prepare query's columns"))?))
         };
-        if self.reviews.cluster().is_none() {
-            // Text shards stream to their files when the records arrive in input order. Otherwise the writer's
-            // partitions share one buffer: no repartition, and shards go to whichever writer is free.
-            let text_only = options.tokenizer.is_none() && !options.parquet;
+        if local {
+            // Otherwise the writer's partitions share one buffer: no repartition, and shards go to whichever writer
+            // is free.
             let gather =
-                if text_only && segment::preserves_input_order(&tally) { Gather::Stream } else { Gather::Shared };
+                if may_stream && segment::preserves_input_order(&tally) { Gather::Stream } else { Gather::Shared };
             return writer(tally, gather);
         }
         // On a cluster each writer task gets whole shards: Ballista shuffles the records by shard. Rows that the
