@@ -293,7 +293,13 @@ impl PrepareJob {
         // Text shards stream to their files when the records arrive in input order (see `segment`). `--dedup`'s
         // window repartitions by text, and token and Parquet shards are written from the buffered path.
         let local = self.reviews.cluster().is_none();
-        let may_stream = local && options.tokenizer.is_none() && !options.parquet && !self.config.dedup;
+        let partitions = self.reviews.ctx.state().config().target_partitions().max(1);
+        let open_files = self.config.splits().len() * self.config.shards as usize * partitions;
+        let may_stream = local
+            && options.tokenizer.is_none()
+            && !options.parquet
+            && !self.config.dedup
+            && open_files <= segment::MAX_OPEN_SHARD_FILES;
         if may_stream {
             // A round-robin repartition behind the scan would deal its batches out to the query's partitions, and
             // the records would reach the writers out of input order. Objects are still read in parallel, one
@@ -571,6 +577,37 @@ mod tests {
         records.sort();
         assert_eq!(records, ["{1} stars", "{5} stars"]);
         assert!(report.manifest.sql.contains("row_number() OVER"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn text_shards_stream_unless_a_setting_needs_the_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let gather = |config: PrepareConfig| {
+            let out = dir.path().join("out").to_string_lossy().into_owned();
+            async move {
+                let job =
+                    PrepareJob::open(&[fixture()], &StoreOptions::default(), &out, true, config, PREPARE_SQL.into())
+                        .await
+                        .unwrap();
+                let (sql, params) = job.config.query(&job.sql).unwrap();
+                let options = ShardOptions {
+                    gather: Gather::PerPartition,
+                    staging: job.destination.staging().to_owned(),
+                    shards: job.config.shards,
+                    parquet: job.config.parquet,
+                    tokenizer: None,
+                    upload: None,
+                };
+                let plan = job.plan(&sql, &params, options).await.unwrap();
+                plan.downcast_ref::<ShardWriterExec>().unwrap().options().gather
+            }
+        };
+        assert_eq!(gather(PrepareConfig::default()).await, Gather::Stream);
+        assert_eq!(gather(PrepareConfig { parquet: true, ..Default::default() }).await, Gather::Shared);
+        assert_eq!(gather(PrepareConfig { dedup: true, ..Default::default() }).await, Gather::Shared);
+        // More shard files than may be open at once.
+        let many = (segment::MAX_OPEN_SHARD_FILES / 2 + 1) as u32;
+        assert_eq!(gather(PrepareConfig { shards: many, ..Default::default() }).await, Gather::Shared);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,8 +45,12 @@ fn segment_name(split: &str, shard: u32, shards: u32, object: usize) -> String {
 
 /// Bytes buffered per shard before a write: 1 MiB, less with many shards (~64 MiB in all).
 fn buffer_bytes(shard_files: usize) -> usize {
-    ((64 << 20) / shard_files.max(1)).clamp(64 << 10, 1 << 20)
+    ((64 << 20) / shard_files.max(1)).clamp(4 << 10, 1 << 20)
 }
+
+/// Shard files that the writers of one job may have open at once: above it, the job takes the buffered path,
+/// which writes one shard at a time (a process may open 1,024 files by default).
+pub const MAX_OPEN_SHARD_FILES: usize = 512;
 
 /// One writer partition's segments while it streams.
 pub struct SegmentWriter {
@@ -89,10 +93,11 @@ struct Io {
     thread: JoinHandle<Result<Vec<Hashed>>>,
 }
 
-struct Job {
-    segment: usize,
-    path: Arc<Path>,
-    bytes: Vec<u8>,
+enum Job {
+    /// Append `bytes` to a segment (created at its first write).
+    Write { segment: usize, path: Arc<Path>, bytes: Vec<u8> },
+    /// The segment is complete.
+    Close { segment: usize },
 }
 
 /// A segment as the I/O thread finished it.
@@ -204,7 +209,12 @@ impl SegmentWriter {
         let fresh = io.empty.try_recv().unwrap_or_else(|_| Vec::with_capacity(self.buffer_bytes));
         let open = self.open[index].as_mut().expect("an open segment");
         let bytes = std::mem::replace(&mut open.buffer, fresh);
-        let job = Job { segment: id, path: Arc::clone(&self.segments[id].path), bytes };
+        self.submit(Job::Write { segment: id, path: Arc::clone(&self.segments[id].path), bytes })
+    }
+
+    /// Hands a job to the I/O thread; if it has stopped, its error.
+    fn submit(&mut self, job: Job) -> Result<()> {
+        let io = self.io.as_ref().expect("open until finish");
         if io.jobs.send(job).is_ok() {
             return Ok(());
         }
@@ -225,6 +235,7 @@ impl SegmentWriter {
                     self.send(id, index)?;
                 }
                 self.open[index] = None;
+                self.submit(Job::Close { segment: id })?;
             }
         }
         Ok(())
@@ -287,6 +298,8 @@ const SYNC_EVERY: u64 = 64 << 20;
 /// machine's virtual disk, with nothing else to do.
 fn write_segments(jobs: Receiver<Job>, empty: SyncSender<Vec<u8>>) -> Result<Vec<Hashed>> {
     let mut files: Vec<Option<SegmentFile>> = Vec::new();
+    let mut hashed: Vec<Option<Hashed>> = Vec::new();
+    let mut syncs: Vec<JoinHandle<Result<()>>> = Vec::new();
     let (early, early_rx) = sync_channel::<Vec<File>>(1);
     let syncer = std::thread::spawn(move || {
         for files in early_rx {
@@ -295,9 +308,21 @@ fn write_segments(jobs: Receiver<Job>, empty: SyncSender<Vec<u8>>) -> Result<Vec
         }
     });
     let (mut since_sync, mut touched) = (0u64, Vec::new());
-    for Job { segment, path, mut bytes } in jobs {
+    for job in jobs {
+        let (segment, path, mut bytes) = match job {
+            Job::Write { segment, path, bytes } => (segment, path, bytes),
+            Job::Close { segment } => {
+                // Closed when the input moves on to another object, so a job over many objects keeps only one
+                // object's files open. The sync runs on a thread of its own: each waits on the disk.
+                let open = files[segment].take().expect("a segment closes once, after its writes");
+                hashed[segment] = Some(Hashed { bytes: open.bytes, sha256: hex(&open.hash.finalize()) });
+                syncs.push(std::thread::spawn(move || open.file.sync_data().map_err(Error::io(&*open.path))));
+                continue;
+            }
+        };
         if segment >= files.len() {
             files.resize_with(segment + 1, || None);
+            hashed.resize_with(segment + 1, || None);
         }
         let open = match &mut files[segment] {
             Some(open) => open,
@@ -324,17 +349,10 @@ fn write_segments(jobs: Receiver<Job>, empty: SyncSender<Vec<u8>>) -> Result<Vec
     }
     drop(early);
     syncer.join().expect("the sync thread does not panic");
-    let syncs: Vec<_> = files
-        .into_iter()
-        .map(|open| open.expect("every segment gets at least one buffer"))
-        .map(|open| {
-            std::thread::spawn(move || {
-                open.file.sync_data().map_err(Error::io(&*open.path))?;
-                Ok(Hashed { bytes: open.bytes, sha256: hex(&open.hash.finalize()) })
-            })
-        })
-        .collect();
-    syncs.into_iter().map(|h| h.join().expect("a sync thread does not panic")).collect()
+    for sync in syncs {
+        sync.join().expect("a sync thread does not panic")?;
+    }
+    Ok(hashed.into_iter().map(|h| h.expect("every segment is written and closed")).collect())
 }
 
 /// Makes shard files of the segments among `files` (those with an object): each shard's segments in object order,
