@@ -71,10 +71,53 @@ pub struct ShardName {
     pub shard: u32,
 }
 
-pub struct ShardBuffer {
+/// Dense shard indexes, `split * shards + shard`, with the split names learnt in order of first appearance.
+pub struct ShardIndexes {
     shards: u32,
-    /// The split names seen, in order of first appearance; a shard's index is `split * shards + shard`.
     splits: Vec<String>,
+}
+
+impl ShardIndexes {
+    pub fn new(shards: u32) -> Self {
+        ShardIndexes { shards, splits: Vec::new() }
+    }
+
+    /// The index of a shard (which the query gave: it is checked). A new split adds `shards` indexes: callers size
+    /// what they keep per index to [`Self::count`].
+    pub fn index(&mut self, split: &str, shard: i32) -> Result<usize> {
+        let shard = u32::try_from(shard).ok().filter(|&s| s < self.shards).ok_or_else(|| Error::InvalidSetting {
+            name: "shard",
+            reason: format!("the prepare query gave shard {shard}, which is not in 0..{}", self.shards),
+        })?;
+        let split = match self.splits.iter().position(|s| s == split) {
+            Some(at) => at,
+            None => {
+                self.splits.push(split.to_owned());
+                self.splits.len() - 1
+            }
+        };
+        Ok(split * self.shards as usize + shard as usize)
+    }
+
+    /// How many indexes there are so far.
+    pub fn count(&self) -> usize {
+        self.splits.len() * self.shards as usize
+    }
+
+    /// The split and shard of an index.
+    pub fn name(&self, index: usize) -> ShardName {
+        let shards = self.shards as usize;
+        ShardName { split: self.splits[index / shards].clone(), shard: (index % shards) as u32 }
+    }
+
+    /// The split of an index.
+    pub fn split(&self, index: usize) -> &str {
+        &self.splits[index / self.shards as usize]
+    }
+}
+
+pub struct ShardBuffer {
+    indexes: ShardIndexes,
     batches: Vec<Records>,
     /// Per shard index: the records in memory.
     rows: Vec<Vec<Entry>>,
@@ -89,8 +132,7 @@ pub struct ShardBuffer {
 impl ShardBuffer {
     pub fn new(shards: u32, reservation: MemoryReservation, disk: Arc<DiskManager>) -> Self {
         ShardBuffer {
-            shards,
-            splits: Vec::new(),
+            indexes: ShardIndexes::new(shards),
             batches: Vec::new(),
             rows: Vec::new(),
             runs: Vec::new(),
@@ -127,24 +169,16 @@ impl ShardBuffer {
         Ok(())
     }
 
-    /// The dense index of a shard, learning its split on first sight.
+    /// The dense index of a shard, with room for it.
     fn index(&mut self, split: &str, shard: i32) -> Result<usize> {
-        let shard = u32::try_from(shard).ok().filter(|&s| s < self.shards).ok_or_else(|| Error::InvalidSetting {
-            name: "shard",
-            reason: format!("the prepare query gave shard {shard}, which is not in 0..{}", self.shards),
-        })?;
-        let split = match self.splits.iter().position(|s| s == split) {
-            Some(at) => at,
-            None => {
-                self.splits.push(split.to_owned());
-                let total = self.splits.len() * self.shards as usize;
-                self.rows.resize_with(total, Vec::new);
-                self.runs.resize_with(total, Vec::new);
-                self.records.resize(total, 0);
-                self.splits.len() - 1
-            }
-        };
-        Ok(split * self.shards as usize + shard as usize)
+        let index = self.indexes.index(split, shard)?;
+        let total = self.indexes.count();
+        if self.rows.len() < total {
+            self.rows.resize_with(total, Vec::new);
+            self.runs.resize_with(total, Vec::new);
+            self.records.resize(total, 0);
+        }
+        Ok(index)
     }
 
     /// Writes every shard's records in memory to a sorted run file of its own, and lets go of the batches.
@@ -182,12 +216,12 @@ impl ShardBuffer {
             .zip(self.records)
             .enumerate()
             .filter(|&(_, (_, records))| records > 0)
-            .map(|(index, ((rows, runs), records))| {
-                let name = ShardName {
-                    split: self.splits[index / self.shards as usize].clone(),
-                    shard: (index % self.shards as usize) as u32,
-                };
-                BufferedShard { name, batches: Arc::clone(&batches), rows, runs, records }
+            .map(|(index, ((rows, runs), records))| BufferedShard {
+                name: self.indexes.name(index),
+                batches: Arc::clone(&batches),
+                rows,
+                runs,
+                records,
             })
             .collect();
         shards.sort_by_key(|s| Reverse(s.records));
@@ -424,14 +458,15 @@ fn spill_err(e: DataFusionError) -> Error {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use datafusion::arrow::array::UInt64Array;
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::execution::disk_manager::DiskManagerBuilder;
     use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryConsumer, MemoryPool};
 
-    fn batch(rows: &[(&str, u32, u64, &str)]) -> RecordBatch {
+    /// Writer input rows (split, shard, row_position, text), all kept, rated 5.
+    pub(in crate::prepare) fn batch(rows: &[(&str, u32, u64, &str)]) -> RecordBatch {
         let schema = Schema::new(vec![
             Field::new(DROPPED, DataType::Utf8, true),
             Field::new("star_rating", DataType::Int32, false),

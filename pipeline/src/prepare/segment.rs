@@ -24,6 +24,7 @@ use datafusion::arrow::datatypes::{Int32Type, UInt64Type};
 use datafusion::physical_plan::ExecutionPlan;
 use sha2::{Digest, Sha256};
 
+use super::buffer::{ShardIndexes, ShardName};
 use super::shard::{WrittenFile, hex, shard_name};
 use super::tally::DROPPED;
 use crate::batch::{ROW_POSITION_NAME, position_object};
@@ -56,8 +57,7 @@ pub const MAX_OPEN_SHARD_FILES: usize = 512;
 pub struct SegmentWriter {
     staging: PathBuf,
     shards: u32,
-    /// Split names in order of first appearance; a shard's index is `split * shards + shard`.
-    splits: Vec<String>,
+    indexes: ShardIndexes,
     /// The input object whose records are arriving, and the last position seen (positions only increase).
     object: Option<usize>,
     last_position: Option<u64>,
@@ -114,7 +114,7 @@ impl SegmentWriter {
         SegmentWriter {
             staging: staging.to_owned(),
             shards,
-            splits: Vec::new(),
+            indexes: ShardIndexes::new(shards),
             object: None,
             last_position: None,
             open: Vec::new(),
@@ -155,7 +155,7 @@ impl SegmentWriter {
             }
             let index = self.index(splits.value(row), shards.value(row))?;
             if self.open[index].is_none() {
-                let (split, shard) = self.name_of(index);
+                let ShardName { split, shard } = self.indexes.name(index);
                 let path: Arc<Path> = self.staging.join(segment_name(&split, shard, self.shards, object)).into();
                 self.segments.push(Segment { split, shard, object, path, rows: 0 });
                 let buffer = Vec::with_capacity(self.buffer_bytes);
@@ -168,10 +168,7 @@ impl SegmentWriter {
             let rating = ratings.value(row);
             match rating {
                 1..=5 => self.kept[index][rating as usize] += 1,
-                _ => {
-                    *self.kept_other.entry((self.splits[index / self.shards as usize].clone(), rating)).or_default() +=
-                        1
-                }
+                _ => *self.kept_other.entry((self.indexes.split(index).to_owned(), rating)).or_default() += 1,
             }
             if open.buffer.len() >= self.buffer_bytes {
                 let id = open.id;
@@ -181,26 +178,14 @@ impl SegmentWriter {
         Ok(())
     }
 
-    /// The dense index of a shard, learning its split on first sight.
+    /// The dense index of a shard, with room for it.
     fn index(&mut self, split: &str, shard: i32) -> Result<usize> {
-        let shard = u32::try_from(shard).ok().filter(|&s| s < self.shards).ok_or_else(|| Error::InvalidSetting {
-            name: "shard",
-            reason: format!("the prepare query gave shard {shard}, which is not in 0..{}", self.shards),
-        })?;
-        let split = match self.splits.iter().position(|s| s == split) {
-            Some(at) => at,
-            None => {
-                self.splits.push(split.to_owned());
-                self.open.resize_with(self.splits.len() * self.shards as usize, || None);
-                self.kept.resize(self.open.len(), [0; 6]);
-                self.splits.len() - 1
-            }
-        };
-        Ok(split * self.shards as usize + shard as usize)
-    }
-
-    fn name_of(&self, index: usize) -> (String, u32) {
-        (self.splits[index / self.shards as usize].clone(), (index % self.shards as usize) as u32)
+        let index = self.indexes.index(split, shard)?;
+        if self.open.len() < self.indexes.count() {
+            self.open.resize_with(self.indexes.count(), || None);
+            self.kept.resize(self.indexes.count(), [0; 6]);
+        }
+        Ok(index)
     }
 
     /// Hands the buffer of the open segment at `index` to the I/O thread, and takes an empty one back.
@@ -245,9 +230,9 @@ impl SegmentWriter {
     pub fn kept(&self) -> BTreeMap<(String, i32), u64> {
         let mut kept = self.kept_other.clone();
         for (index, per_rating) in self.kept.iter().enumerate() {
-            let split = &self.splits[index / self.shards as usize];
+            let split = self.indexes.split(index);
             for (rating, &n) in per_rating.iter().enumerate().filter(|&(_, &n)| n > 0) {
-                *kept.entry((split.clone(), rating as i32)).or_default() += n;
+                *kept.entry((split.to_owned(), rating as i32)).or_default() += n;
             }
         }
         kept
@@ -408,33 +393,12 @@ fn concatenate(staging: &Path, segments: &[WrittenFile], target: &Path) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{Int32Array, StringArray, UInt64Array};
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
-
     use crate::batch::position;
+    use crate::prepare::buffer::tests::batch as writer_input;
 
+    /// Writer input rows (shard, row_position, text) of the train split.
     fn batch(rows: &[(u32, u64, &str)]) -> RecordBatch {
-        let schema = Schema::new(vec![
-            Field::new(DROPPED, DataType::Utf8, true),
-            Field::new("star_rating", DataType::Int32, false),
-            Field::new("split", DataType::Utf8, true),
-            Field::new("shard", DataType::Int32, true),
-            Field::new(ROW_POSITION_NAME, DataType::UInt64, false),
-            Field::new("text", DataType::Utf8, true),
-        ]);
-        let n = rows.len();
-        RecordBatch::try_new(
-            Arc::new(schema),
-            vec![
-                Arc::new(StringArray::from(vec![None::<&str>; n])),
-                Arc::new(Int32Array::from(vec![5; n])),
-                Arc::new(StringArray::from(vec!["train"; n])),
-                Arc::new(Int32Array::from(rows.iter().map(|r| r.0 as i32).collect::<Vec<_>>())),
-                Arc::new(UInt64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
-                Arc::new(StringArray::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
-            ],
-        )
-        .unwrap()
+        writer_input(&rows.iter().map(|&(shard, position, text)| ("train", shard, position, text)).collect::<Vec<_>>())
     }
 
     #[test]

@@ -1,11 +1,12 @@
-//! `ShardWriterExec`: the end of the prepare plan. It buffers the records it receives per shard (see
-//! [`ShardBuffer`]), and once its input has ended writes each shard in record order into the staging directory:
-//! the text shard, and with the options the `.bin` token shard and the Parquet shard. Its result is a small table of
-//! what it wrote and counted (see [`result_schema`]), which the job turns into the manifest.
+//! `ShardWriterExec`: the end of the prepare plan. It writes the records it receives into the staging directory,
+//! each shard in record order (`row_position`): the text shard, and with the options the `.bin` token shard and
+//! the Parquet shard. Its result is a small table of what it wrote and counted (see [`result_schema`]), which the
+//! job turns into the manifest.
 //!
-//! How its partitions share the shards is its [`Gather`] mode: locally they buffer together and then write the
-//! shards between them, largest first; on a cluster a repartition by shard in front gives each partition whole
-//! shards of its own.
+//! How it does so is its [`Gather`] mode. Text shards whose records arrive in input order stream to segment files
+//! as they arrive ([`super::segment`]). Otherwise the records are buffered per shard ([`ShardBuffer`]) and written
+//! once the input has ended: locally the partitions buffer together and then write the shards between them,
+//! largest first; on a cluster a repartition by shard in front gives each partition whole shards of its own.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
