@@ -7,7 +7,9 @@
 #   4. revgen prepare --tokenize (adds .bin shards): its extra time gives the tokenization throughput;
 #   5. PySpark local[2], the original project's filter-and-format step, writing 16 text files.
 # Each runs once, one after the other, under /usr/bin/time for wall time and peak RSS. The record counts of 3 and 5
-# must agree, and so must their sorted records. Writes a Markdown table to stdout and docs/bench-prepare.md.
+# must agree, and so must their sorted records. Then 1 and 2 run alternating five more times, since single runs on
+# a shared VM vary by several percent: the ratio to the floor is reported per pair (median, min and max).
+# Writes a Markdown table to stdout and docs/bench-prepare.md.
 #
 #   scripts/bench-prepare.sh [ROWS]       default 3100000
 # The dump and the Python venv are cached under $REVGEN_CACHE (default ~/.cache/revgen), shared with bench-stats.sh.
@@ -21,6 +23,24 @@ run revgen "$bin" prepare --input "$dump" --output "$tmp/revgen" --json
 run raw "$bin" prepare --input "$dump" --output "$tmp/raw" --raw-html --json
 run tokenize "$bin" prepare --input "$dump" --output "$tmp/tokenize" --tokenize --json
 run pyspark "$venv/bin/python" scripts/bench/prepare_pyspark.py "$dump" "$tmp/pyspark" 'local[2]' 16
+
+# The goal's ratio, pair by pair: floor, then prepare, five times.
+pairs=()
+for i in 1 2 3 4 5; do
+    run "inflate-$i" "$inflate" "$dump"
+    rm -rf "$tmp/again"
+    run "revgen-$i" "$bin" prepare --input "$dump" --output "$tmp/again" --json
+    read -r f _ <"$tmp/inflate-$i.time"
+    read -r p _ <"$tmp/revgen-$i.time"
+    pairs+=("$(echo "$p / $f" | bc -l) $f $p")
+done
+rm -rf "$tmp/again"
+# Sorted by ratio: the third of five is the median.
+mapfile -t pairs < <(printf '%s\n' "${pairs[@]}" | sort -g)
+read -r r_min _ <<<"${pairs[0]}"
+read -r r_med _ <<<"${pairs[2]}"
+read -r r_max _ <<<"${pairs[4]}"
+range() { printf '%s\n' "${pairs[@]}" | awk -v c="$1" 'NR == 1 || $c < lo { lo = $c } NR == 1 || $c > hi { hi = $c } END { printf "%.2f–%.2f", lo, hi }'; }
 
 # The same records: revgen --raw-html and PySpark.
 sort_records() { LC_ALL=C sort "$@"; }
@@ -60,8 +80,10 @@ tok_extra=$(echo "$tok_s - $plain_s" | bc -l)
     done
     echo
     read -r spark_s _ <"$tmp/pyspark.time"
-    printf 'revgen prepare is %.1f× faster than PySpark and %.2f× the decompress-only floor.\n' \
+    printf 'revgen prepare is %.1f× faster than PySpark and %.2f× the decompress-only floor in the runs above.\n' \
         "$(echo "$spark_s / $plain_s" | bc -l)" "$(echo "$plain_s / $floor_s" | bc -l)"
+    printf 'Alternating five times more: floor %s s, prepare %s s; prepare / floor per pair: median %.2f× (%.2f–%.2f×).\n' \
+        "$(range 2)" "$(range 3)" "$r_med" "$r_min" "$r_max"
     echo "Train shard sizes: $balance."
     printf 'Tokenization (the extra time of --tokenize, %s tokens of %s MB): %.1f MB/s, %.0f tokens/s; per core %.1f MB/s, %.0f tokens/s.\n' \
         "$(printf "%'d" "$tokens")" "$((text_bytes / 1000000))" \
