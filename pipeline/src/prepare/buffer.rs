@@ -99,6 +99,11 @@ impl ShardIndexes {
         Ok(split * self.shards as usize + shard as usize)
     }
 
+    /// Shards per split.
+    pub fn shards(&self) -> u32 {
+        self.shards
+    }
+
     /// How many indexes there are so far.
     pub fn count(&self) -> usize {
         self.splits.len() * self.shards as usize

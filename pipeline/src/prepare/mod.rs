@@ -334,7 +334,6 @@ impl PrepareJob {
         )
         .map_err(df_err("filtering"))?;
         let filter = Arc::new(FilterExec::try_new(to_shuffle, tally).map_err(df_err("filtering"))?);
-        let partitions = self.reviews.ctx.state().config().target_partitions().max(1);
         let by_shard = Partitioning::Hash(vec![column("split")?, column("shard")?], partitions);
         let repartition = Arc::new(RepartitionExec::try_new(filter, by_shard).map_err(df_err("repartitioning"))?);
         writer(repartition, Gather::PerPartition)

@@ -56,7 +56,6 @@ pub const MAX_OPEN_SHARD_FILES: usize = 512;
 /// One writer partition's segments while it streams.
 pub struct SegmentWriter {
     staging: PathBuf,
-    shards: u32,
     indexes: ShardIndexes,
     /// The input object whose records are arriving, and the last position seen (positions only increase).
     object: Option<usize>,
@@ -113,7 +112,6 @@ impl SegmentWriter {
         let thread = std::thread::spawn(move || write_segments(jobs_rx, empty_tx));
         SegmentWriter {
             staging: staging.to_owned(),
-            shards,
             indexes: ShardIndexes::new(shards),
             object: None,
             last_position: None,
@@ -156,7 +154,8 @@ impl SegmentWriter {
             let index = self.index(splits.value(row), shards.value(row))?;
             if self.open[index].is_none() {
                 let ShardName { split, shard } = self.indexes.name(index);
-                let path: Arc<Path> = self.staging.join(segment_name(&split, shard, self.shards, object)).into();
+                let path: Arc<Path> =
+                    self.staging.join(segment_name(&split, shard, self.indexes.shards(), object)).into();
                 self.segments.push(Segment { split, shard, object, path, rows: 0 });
                 let buffer = Vec::with_capacity(self.buffer_bytes);
                 self.open[index] = Some(Open { id: self.segments.len() - 1, buffer });

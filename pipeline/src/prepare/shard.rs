@@ -200,13 +200,13 @@ impl ExecutionPlan for ShardWriterExec {
             let disk = Arc::clone(&context.runtime_env().disk_manager);
             Arc::new(Gathering::new(partitions, ShardBuffer::new(self.options.shards, reservation, disk)))
         };
-        let gathering = match self.options.gather {
-            Gather::PerPartition => Some(new_gathering(1)),
+        let mut records = match self.options.gather {
+            Gather::PerPartition => Records::Gather(new_gathering(1)),
             Gather::Shared => {
                 let partitions = self.input.output_partitioning().partition_count();
-                Some(Arc::clone(self.shared.get_or_init(|| new_gathering(partitions))))
+                Records::Gather(Arc::clone(self.shared.get_or_init(|| new_gathering(partitions))))
             }
-            Gather::Stream => None,
+            Gather::Stream => Records::Stream(Box::new(SegmentWriter::new(&self.options.staging, self.options.shards))),
         };
         let mut input = self.input.execute(partition, context)?;
         let options = self.options.clone();
@@ -218,27 +218,27 @@ impl ExecutionPlan for ShardWriterExec {
         builder.spawn_blocking(move || {
             let mut writer = PartitionWriter::new(options);
             let written = (|| {
-                let Some(gathering) = &gathering else {
-                    let mut segments = SegmentWriter::new(&writer.options.staging, writer.options.shards);
-                    while let Some(batch) = handle.block_on(input.next()) {
-                        let batch = batch?;
-                        if writer.count_dropped(&batch) > 0 {
-                            segments.add(&batch).map_err(external)?;
-                        }
-                    }
-                    writer.written = segments.finish().map_err(external)?;
-                    writer.kept = segments.kept();
-                    return writer.finish(&handle).map_err(external);
-                };
                 while let Some(batch) = handle.block_on(input.next()) {
                     let batch = batch?;
                     if writer.count_dropped(&batch) > 0 {
-                        gathering.add(batch).map_err(external)?;
+                        match &mut records {
+                            Records::Stream(segments) => segments.add(&batch),
+                            Records::Gather(gathering) => gathering.add(batch),
+                        }
+                        .map_err(external)?;
                     }
                 }
-                gathering.input_ended(&tx)?;
-                while let Some(shard) = gathering.next_shard() {
-                    writer.write_shard(shard).map_err(external)?;
+                match &mut records {
+                    Records::Stream(segments) => {
+                        writer.written = segments.finish().map_err(external)?;
+                        writer.kept = segments.kept();
+                    }
+                    Records::Gather(gathering) => {
+                        gathering.input_ended(&tx)?;
+                        while let Some(shard) = gathering.next_shard() {
+                            writer.write_shard(shard).map_err(external)?;
+                        }
+                    }
                 }
                 writer.finish(&handle).map_err(external)
             })();
@@ -248,7 +248,7 @@ impl ExecutionPlan for ShardWriterExec {
                     Ok(())
                 }
                 Err(e) => {
-                    if let Some(gathering) = &gathering {
+                    if let Records::Gather(gathering) = &records {
                         gathering.fail();
                     }
                     Err(e)
@@ -257,6 +257,12 @@ impl ExecutionPlan for ShardWriterExec {
         });
         Ok(builder.build())
     }
+}
+
+/// Where a writer partition's records go: straight to segment files, or into the buffer the partitions share.
+enum Records {
+    Stream(Box<SegmentWriter>),
+    Gather(Arc<Gathering>),
 }
 
 /// The buffer that the writer's partitions fill, and the shards they then write, handed out one at a time.
