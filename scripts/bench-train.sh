@@ -65,7 +65,7 @@ pytorch() {
 
 read -r tiny_tch tiny_tch_rss <<<"$(revgen tiny-tch tch tiny 4 128 "$tiny_steps")"
 read -r tiny_flex tiny_flex_rss <<<"$(revgen tiny-flex flex tiny 4 128 "$tiny_steps")"
-# revgen sets these glibc malloc options itself (trainer/src/train.rs, keep_freed_memory); PyTorch runs with its
+# revgen sets these glibc malloc options itself (src/process.rs, keep_freed_memory); PyTorch runs with its
 # defaults and again with the same options.
 malloc=(MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647 MALLOC_TOP_PAD_=268435456)
 read -r tiny_pt tiny_pt_rss <<<"$(pytorch tiny-pt 64 2 4 256 4 128 "$tiny_steps" X=1)"

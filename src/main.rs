@@ -1,6 +1,7 @@
 //! `revgen`: parse the command line, hand the work to the library crates, map the outcome to an exit code.
 
 mod cli;
+mod process;
 
 use std::io::Write;
 use std::path::Path;
@@ -27,6 +28,7 @@ use revgen_trainer::train::Resume;
 use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    process::configure();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

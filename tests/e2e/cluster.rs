@@ -138,6 +138,17 @@ impl Drop for TestCluster {
 }
 
 /// Eight gzipped TSV files of a synthetic dump (one category each, 1% malformed rows) in `dir/dump`.
+/// The scheduling policy of each thread of process `pid` (field 41 of /proc/PID/task/TID/stat).
+fn scheduling_policies(pid: u32) -> Vec<i32> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    let policy = |stat: String| -> i32 {
+        // The name in field 2 may hold spaces; the fields after its closing parenthesis start at field 3.
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        fields[41 - 3].parse().unwrap()
+    };
+    tasks.map(|task| policy(fs::read_to_string(task.unwrap().path().join("stat")).unwrap())).collect()
+}
+
 fn dump(dir: &Path, rows: usize) -> PathBuf {
     let out = dir.join("dump");
     fs::create_dir_all(&out).unwrap();
@@ -189,6 +200,11 @@ fn stats_sql_and_prepare_on_two_executors_equal_the_local_run() {
     let input = dump(dir, 1500);
     let input = str_arg(&input);
     let cluster = TestCluster::start(dir, 2);
+    // Every thread of a daemon (tokio workers included) runs under SCHED_BATCH (src/process.rs).
+    for child in std::iter::once(&cluster.scheduler).chain(&cluster.executors) {
+        let policies = scheduling_policies(child.id());
+        assert!(policies.len() > 2 && policies.iter().all(|&p| p == libc::SCHED_BATCH), "{policies:?}");
+    }
 
     // Stats, quarantined rows included.
     let local = stats(dir, &["-i", input, "--quarantine", "local-q.jsonl"]);

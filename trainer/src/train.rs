@@ -232,7 +232,6 @@ pub fn train(
     observe: &mut dyn FnMut(Event),
 ) -> Result<TrainReport> {
     validate(config)?;
-    keep_freed_memory();
     let dataset = Dataset::open(data)?;
     let backend: Backend = config.backend.parse()?;
     let mut device = backend.device(&config.device)?;
@@ -424,21 +423,6 @@ pub fn train(
         elapsed_s: state.elapsed_s,
         interrupted,
     })
-}
-
-/// Every step allocates and frees tensors far over glibc's mmap threshold (the `[batch·seq, 50257]` logits and their
-/// gradients: 51 MB at 4 × 64 tokens), so by default each one is mapped, faulted in, zeroed by the kernel and unmapped
-/// again. Measured on the tiny preset (2 cores): a third of the step time was spent in the kernel, and keeping freed
-/// memory in the heap instead doubled the tokens/s on LibTorch (906 → 1,800) and raised them 60% on flex, for ~50%
-/// more peak RSS. PyTorch gains the same from these settings (docs/training.md).
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes glibc's allocation policy; it is safe to call at any time.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_MAX, 0);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-        libc::mallopt(libc::M_TOP_PAD, 256 << 20);
-    }
 }
 
 /// Checks the settings that need no model or data.
