@@ -20,6 +20,7 @@ pub mod prepare;
 pub mod progress;
 pub mod quarantine;
 pub mod query;
+pub mod row_filter;
 pub mod source;
 pub mod stats;
 pub mod synth;

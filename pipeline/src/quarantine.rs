@@ -29,12 +29,24 @@ pub struct RowCounts {
     pub malformed: u64,
     /// Malformed rows by reason; reasons with no rows are left out.
     pub malformed_by_reason: BTreeMap<Malformed, u64>,
+    /// Valid rows that a filter of the query dropped in the scan (see [`crate::row_filter`]); part of `valid`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl RowCounts {
     pub fn add_valid(&mut self, rows: u64) {
         self.rows_read += rows;
         self.valid += rows;
+    }
+
+    pub fn add_skipped(&mut self, rows: u64) {
+        self.add_valid(rows);
+        self.skipped += rows;
     }
 
     pub fn add_malformed(&mut self, reason: Malformed) {
@@ -47,6 +59,7 @@ impl RowCounts {
         self.rows_read += other.rows_read;
         self.valid += other.valid;
         self.malformed += other.malformed;
+        self.skipped += other.skipped;
         for (reason, n) in &other.malformed_by_reason {
             *self.malformed_by_reason.entry(*reason).or_default() += n;
         }

@@ -415,6 +415,32 @@ mod tests {
         }
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn integer_comparisons_run_in_the_scan() {
+        let fixture = sql_dir().join("testdata/reviews.tsv").to_string_lossy().into_owned();
+        let count = |condition: &'static str| {
+            let fixture = fixture.clone();
+            async move {
+                let reviews = Reviews::open(&[fixture], &StoreOptions::default(), RowLog::counting()).await.unwrap();
+                let sql = format!("SELECT count(*) AS n FROM reviews WHERE {condition}");
+                let plan = reviews.sql(&format!("EXPLAIN {sql}"), &Params::default()).await.unwrap();
+                let plan = datafusion::arrow::util::pretty::pretty_format_batches(&plan).unwrap().to_string();
+                let batches = reviews.sql(&sql, &Params::default()).await.unwrap();
+                let n = batches[0].column(0).as_primitive::<datafusion::arrow::datatypes::Int64Type>().value(0);
+                (n, reviews.counts(), plan)
+            }
+        };
+        // The same rows whether the scan filters (pushed down) or DataFusion does (an expression it cannot push).
+        let (pushed, counts, plan) = count("coalesce(helpful_votes, CAST(0 AS INT)) >= 1 AND 3 <= total_votes").await;
+        let (computed, _, computed_plan) = count("helpful_votes + 0 >= 1 AND total_votes + 0 >= 3").await;
+        assert_eq!(pushed, computed);
+        assert!(pushed > 0 && pushed < 7, "{pushed}");
+        assert!(plan.contains("filters=[coalesce(helpful_votes, 0) >= 1, total_votes >= 3]"), "{plan}");
+        assert!(!plan.contains("FilterExec") && computed_plan.contains("FilterExec"), "{plan}\n{computed_plan}");
+        // Rows the scan drops are counted, as valid rows.
+        assert_eq!((counts.rows_read, counts.valid, counts.skipped), (11, 7, 7 - pushed as u64));
+    }
+
     #[test]
     fn by_columns_are_checked() {
         let params = Params::default().by(&["product_category".into()]).unwrap();

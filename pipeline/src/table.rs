@@ -14,7 +14,7 @@ use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
 use datafusion::physical_plan::ExecutionPlanProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -29,6 +29,7 @@ use crate::batch;
 use crate::cluster::rows::RowsReport;
 use crate::decode::{self, BytesRead};
 use crate::quarantine::RowLog;
+use crate::row_filter::RowFilter;
 use crate::source::Input;
 
 /// The inputs of a job as a table.
@@ -69,16 +70,35 @@ impl TableProvider for ReviewsTable {
         TableType::Base
     }
 
+    /// Comparisons of the integer columns with constants are applied in the scan (see [`crate::row_filter`]).
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| match RowFilter::from_expr(f) {
+                Some(_) => TableProviderFilterPushDown::Exact,
+                None => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
+    }
+
     async fn scan(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let projection = projection.cloned().unwrap_or_else(|| (0..batch::schema().fields().len()).collect());
+        // Only the filters claimed as exact above arrive here.
+        let filters = filters
+            .iter()
+            .map(|f| {
+                RowFilter::from_expr(f)
+                    .ok_or_else(|| DataFusionError::Internal(format!("ReviewsScan: filter {f} was not pushed down")))
+            })
+            .collect::<DfResult<_>>()?;
         let partitions = state.config().target_partitions().max(1);
-        Ok(Arc::new(ReviewsScan::new(self.clone(), projection, partitions)))
+        Ok(Arc::new(ReviewsScan::new(self.clone(), projection, filters, partitions)))
     }
 }
 
@@ -88,6 +108,8 @@ impl TableProvider for ReviewsTable {
 pub struct ReviewsScan {
     pub(crate) table: ReviewsTable,
     pub(crate) projection: Vec<usize>,
+    /// Rows that fail one of these are dropped as they are read.
+    pub(crate) filters: Vec<RowFilter>,
     /// Input indexes read by each group, in order.
     pub(crate) groups: Vec<Vec<usize>>,
     /// On a cluster: the groups that this plan's partitions read, as data: an in-memory scan whose partition `p`
@@ -100,15 +122,11 @@ pub struct ReviewsScan {
 }
 
 impl ReviewsScan {
-    fn new(table: ReviewsTable, projection: Vec<usize>, max_partitions: usize) -> Self {
+    fn new(table: ReviewsTable, projection: Vec<usize>, filters: Vec<RowFilter>, max_partitions: usize) -> Self {
         let groups = balance(&table.inputs, max_partitions);
-        Self::with_groups(table, projection, groups)
-    }
-
-    /// A scan with its groups given; on a cluster (the table reports rows) each partition reads one group.
-    fn with_groups(table: ReviewsTable, projection: Vec<usize>, groups: Vec<Vec<usize>>) -> Self {
+        // On a cluster (the table reports rows) each partition reads one group.
         let selector = table.rows_report.is_some().then(|| group_selector(groups.len()));
-        Self::decoded(table, projection, groups, selector)
+        Self::decoded(table, projection, filters, groups, selector)
     }
 
     /// A scan as a plan carries it: its groups, and on a cluster the selector of the groups its partitions read
@@ -116,6 +134,7 @@ impl ReviewsScan {
     pub(crate) fn decoded(
         table: ReviewsTable,
         projection: Vec<usize>,
+        filters: Vec<RowFilter>,
         groups: Vec<Vec<usize>>,
         selector: Option<Arc<dyn ExecutionPlan>>,
     ) -> Self {
@@ -127,7 +146,7 @@ impl ReviewsScan {
             EmissionType::Incremental,
             Boundedness::Bounded,
         );
-        ReviewsScan { table, projection, groups, selector, properties: Arc::new(properties) }
+        ReviewsScan { table, projection, filters, groups, selector, properties: Arc::new(properties) }
     }
 }
 
@@ -176,7 +195,12 @@ impl DisplayAs for ReviewsScan {
             self.table.inputs.len(),
             self.properties.partitioning.partition_count(),
             columns.join(", ")
-        )
+        )?;
+        if !self.filters.is_empty() {
+            let filters: Vec<String> = self.filters.iter().map(RowFilter::to_string).collect();
+            write!(f, ", filters=[{}]", filters.join(", "))?;
+        }
+        Ok(())
     }
 }
 
@@ -206,6 +230,7 @@ impl ExecutionPlan for ReviewsScan {
             (Some(_), Ok([selector])) => Ok(Arc::new(ReviewsScan::decoded(
                 self.table.clone(),
                 self.projection.clone(),
+                self.filters.clone(),
                 self.groups.clone(),
                 Some(selector),
             ))),
@@ -219,10 +244,11 @@ impl ExecutionPlan for ReviewsScan {
         let tx = builder.tx();
         let table = self.table.clone();
         let projection = self.projection.clone();
+        let filters = self.filters.clone();
         let handle = Handle::current();
         let Some(selector) = &self.selector else {
             let objects = self.groups.get(partition).cloned().unwrap_or_default();
-            builder.spawn_blocking(move || read_objects(&table, &projection, objects, &handle, &tx));
+            builder.spawn_blocking(move || read_objects(&table, &projection, &filters, objects, &handle, &tx));
             return Ok(builder.build());
         };
         let mut selected = selector.execute(partition, context)?;
@@ -236,7 +262,7 @@ impl ExecutionPlan for ReviewsScan {
                     objects.extend(groups.get(*g as usize).into_iter().flatten().copied());
                 }
             }
-            tokio::task::spawn_blocking(move || read_objects(&table, &projection, objects, &handle, &tx))
+            tokio::task::spawn_blocking(move || read_objects(&table, &projection, &filters, objects, &handle, &tx))
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))?
         });
@@ -248,6 +274,7 @@ impl ExecutionPlan for ReviewsScan {
 fn read_objects(
     table: &ReviewsTable,
     projection: &[usize],
+    filters: &[RowFilter],
     objects: Vec<usize>,
     handle: &Handle,
     tx: &tokio::sync::mpsc::Sender<DfResult<RecordBatch>>,
@@ -264,6 +291,7 @@ fn read_objects(
             bytes_read: &table.bytes_read,
             projection,
             object: i,
+            filters,
             emit: &mut emit,
         };
         decode::read(input, &mut sink).map_err(external)?;

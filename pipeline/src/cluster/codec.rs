@@ -29,6 +29,7 @@ use crate::prepare::shard::{Gather, ShardOptions, ShardWriterExec};
 use crate::prepare::tally::TallyExec;
 use crate::prepare::{Tokenize, udf};
 use crate::quarantine::RowLog;
+use crate::row_filter::RowFilter;
 use crate::source::{self, Input, Kind, StoreOptions};
 use crate::table::{ReviewsScan, ReviewsTable};
 
@@ -48,6 +49,7 @@ struct ScanNode {
     inputs: Vec<InputNode>,
     options: StoreOptions,
     projection: Vec<usize>,
+    filters: Vec<RowFilter>,
     groups: Vec<Vec<usize>>,
     rows_report: RemoteDir,
 }
@@ -118,6 +120,7 @@ impl RevgenCodec {
                 inputs,
                 options: rows_report.options.clone(),
                 projection: scan.projection.clone(),
+                filters: scan.filters.clone(),
                 groups: scan.groups.clone(),
                 rows_report,
             })));
@@ -213,7 +216,7 @@ fn decode_scan(scan: ScanNode, selector: Option<Arc<dyn ExecutionPlan>>) -> DfRe
     }
     // The executor's own log and progress counter: what the client needs comes back through the rows report.
     let table = ReviewsTable::new(inputs, RowLog::counting(), BytesRead::default()).reporting_rows(scan.rows_report);
-    Ok(ReviewsScan::decoded(table, scan.projection, scan.groups, selector))
+    Ok(ReviewsScan::decoded(table, scan.projection, scan.filters, scan.groups, selector))
 }
 
 impl PhysicalExtensionCodec for RevgenCodec {

@@ -27,6 +27,7 @@ use tokio::runtime::Handle;
 use crate::batch::BatchBuilder;
 use crate::dump::Malformed;
 use crate::quarantine::{QuarantinedRow, RowCounts, RowLog};
+use crate::row_filter::RowFilter;
 use crate::source::{Input, Kind};
 use crate::{Error, Result};
 use separators::Tabs;
@@ -44,6 +45,8 @@ pub struct Sink<'a> {
     pub projection: &'a [usize],
     /// The object's index in the job's inputs, for `row_position`.
     pub object: usize,
+    /// Rows that fail one of these are counted as skipped, not built.
+    pub filters: &'a [RowFilter],
     /// Receives each finished batch; returns false when nobody wants more rows (a satisfied LIMIT).
     pub emit: &'a mut dyn FnMut(RecordBatch) -> bool,
 }
@@ -287,6 +290,10 @@ pub struct LineState<'s, 'a> {
 
 impl LineState<'_, '_> {
     fn push(&mut self, mut review: crate::batch::Review<'_>, line_no: u64) {
+        if !self.sink.filters.iter().all(|f| f.keeps_review(&review)) {
+            self.counts.add_skipped(1);
+            return;
+        }
         review.position = crate::batch::position(self.sink.object, line_no);
         self.batch.push(&review);
         self.counts.add_valid(1);

@@ -75,13 +75,20 @@ pub fn read(input: &Input, sink: &mut Sink<'_>) -> Result<()> {
             } else {
                 None
             };
-            keep.push(reason.is_none());
             if let Some(reason) = reason {
                 counts.add_malformed(reason);
                 let raw = raw_row(&file_batch, row);
                 let line = row_base + row as u64 + 1;
                 sink.log.quarantine(&QuarantinedRow { object: &input.url, line, reason, raw: &raw });
+                keep.push(false);
+                continue;
             }
+            let numbers = (ratings.value(row), Some(helpful.value(row)), Some(total.value(row)));
+            let passes = sink.filters.iter().all(|f| f.keeps(numbers.0, numbers.1, numbers.2));
+            if !passes {
+                counts.add_skipped(1);
+            }
+            keep.push(passes);
         }
         let valid = keep.iter().filter(|&&k| k).count();
         counts.add_valid(valid as u64);

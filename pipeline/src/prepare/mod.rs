@@ -370,6 +370,12 @@ impl PrepareJob {
             })
             .collect();
         let split_total = |split: &str| result.kept.iter().filter(|((s, _), _)| s == split).map(|(_, n)| n).sum();
+        // The scan drops the rows that fail the query's WHERE clause, which in sql/prepare.sql is the helpful
+        // filter, and counts them; the query's CASE gives the other reasons.
+        let mut filtered = result.dropped;
+        if totals.skipped > 0 {
+            *filtered.entry("not_helpful".to_owned()).or_default() += totals.skipped;
+        }
         let mut kept_by_rating = BTreeMap::new();
         for ((_, rating), n) in &result.kept {
             *kept_by_rating.entry(rating.to_string()).or_default() += n;
@@ -390,8 +396,8 @@ impl PrepareJob {
                     )
                 })
                 .collect(),
-            filtered_total: result.dropped.values().sum(),
-            filtered: result.dropped,
+            filtered_total: filtered.values().sum(),
+            filtered,
             kept: result.kept.values().sum(),
             kept_by_rating,
             train: split_total("train"),
