@@ -2,8 +2,8 @@
 //! (`supports_filters_pushdown`); those of the form `<integer column> <comparison> <constant>`, the column maybe
 //! widened or in `coalesce(<column>, <constant>)`, are taken as exact, and the scan drops the rows they reject
 //! before building them into batches. Only the parsed numbers are looked at, so a rejected row's text is never
-//! copied: `prepare` drops two thirds of the benchmark dump's rows (not helpful) this way, which saved 0.37 of
-//! 2.17 core-seconds. Rejected rows are still counted ([`crate::quarantine::RowCounts::skipped`]), so that a job
+//! copied: `prepare` drops two thirds of the benchmark dump's rows (not helpful) this way, which took it from 2.5
+//! to 2.1 core-seconds (README). Rejected rows are still counted ([`crate::quarantine::RowCounts::skipped`]), so that a job
 //! can account for every row it read.
 
 use std::fmt;
