@@ -3,8 +3,8 @@
 //! widened or in `coalesce(<column>, <constant>)`, are taken as exact, and the scan drops the rows they reject
 //! before building them into batches. Only the parsed numbers are looked at, so a rejected row's text is never
 //! copied: `prepare` drops two thirds of the benchmark dump's rows (not helpful) this way, which took it from 2.5
-//! to 2.1 core-seconds (README). Rejected rows are still counted ([`crate::quarantine::RowCounts::skipped`]), so that a job
-//! can account for every row it read.
+//! to 2.1 core-seconds (README). Rejected rows are still counted ([`crate::quarantine::RowCounts::skipped`]), so
+//! that a job can account for every row it read.
 
 use std::fmt;
 
