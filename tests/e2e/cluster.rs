@@ -377,6 +377,60 @@ fn prepare_survives_the_loss_of_an_executor() {
     }
 }
 
+#[test]
+fn losing_an_executor_in_a_later_stage_never_hangs() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let input = dump(dir, 60000);
+    let input = str_arg(&input);
+    let args = ["prepare", "-i", input, "--shards", "2", "--tokenize"];
+    run_ok(&mut revgen(dir, &[&args[..], &["-o", "local"]].concat()));
+
+    let mut cluster = TestCluster::start(dir, 2);
+    let mut job = revgen(dir, &[&args[..], &["-o", "remote", "--cluster", &cluster.url]].concat())
+        .env("REVGEN_STALL_TIMEOUT", "10")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill an executor once the first stage is done, while the shard writers run: the loss that can wedge
+    // Ballista 55 (see prepare_survives_the_loss_of_an_executor).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let jobs = cluster.status(dir).map(|s| s["jobs"].clone()).unwrap_or_default();
+        let job = jobs.as_array().and_then(|jobs| jobs.iter().find(|j| j["status"] == "Running").cloned());
+        if job.is_some_and(|j| j["completed_stages"].as_u64() >= Some(1)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job's first stage did not end:\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cluster.executors[0].kill().unwrap();
+    cluster.executors[0].wait().unwrap();
+
+    // It recovers or fails, and either way within the loss's detection (6 s) plus the stall timeout (10 s) and
+    // the watcher's polling; it never hangs.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while job.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            job.kill().unwrap();
+            panic!("the job hung after losing an executor:\n{}", cluster.logs());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = job.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let remote = dir.join("remote");
+    let outcome = if out.status.success() { "recovered".to_owned() } else { format!("failed:\n{stderr}") };
+    eprintln!("after the loss, the job {outcome}");
+    if out.status.success() {
+        assert_eq!(prepared(&manifest(&dir.join("local"))), prepared(&manifest(&remote)), "{stderr}");
+    } else {
+        assert!(stderr.contains("stopped making progress"), "{stderr}");
+        assert_only_hidden(&remote);
+    }
+}
+
 /// Runs `prepare --tokenize` over 8 x 30,000 rows on a scheduler and two executors into `dir/out`, does `lose` to
 /// the scheduler once the job runs, and checks that the client then gives up `within` that time: non-zero, naming
 /// the cluster, with nothing in `out` that looks complete. Returns the cluster (the executors still run) and the

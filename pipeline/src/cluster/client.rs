@@ -24,6 +24,14 @@ use crate::{Error, Result};
 /// How long the scheduler may take to answer before a job gives up on it.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a running job may go with no task running anywhere on the cluster before the client gives up on it
+/// (`REVGEN_STALL_TIMEOUT`, seconds, overrides it). Ballista 55 can wedge after losing an executor: rolling a
+/// stage back cancels the survivors' tasks without returning their task slots (the README's cluster section),
+/// and the job then waits forever. Nothing running anywhere while the job is unfinished tells that apart from a
+/// slow task (which runs) and from a job queued behind other jobs (whose tasks run); a lost executor's tasks count
+/// as running until the scheduler declares it lost.
+const STALL_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// A Ballista cluster, named by its scheduler: `df://host[:port]` (port 50050 by default).
 #[derive(Clone, Debug)]
 pub struct Cluster {
@@ -141,6 +149,28 @@ impl Cluster {
         Ok(self.jobs().await?.into_iter().find(|j| j.job_name == name))
     }
 
+    /// Whether any running job on the cluster has a task running.
+    async fn any_task_running(&self) -> Result<bool> {
+        for job in self.jobs().await?.into_iter().filter(|j| j.status == "Running") {
+            if has_running_task(&self.get(&format!("/api/job/{}/stages", job.job_id)).await?) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Asks the scheduler to cancel a job (`PATCH /api/job/{id}`).
+    async fn cancel(&self, job_id: &str) -> Result<()> {
+        let url = format!("{}/api/job/{job_id}", self.http());
+        let cluster = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let agent = ureq::Agent::config_builder().timeout_global(Some(CONNECT_TIMEOUT)).build().new_agent();
+            agent.patch(&url).send_empty().map(drop).map_err(|e| cluster.error(format!("PATCH {url}: {e}")))
+        })
+        .await
+        .expect("the REST call does not panic")
+    }
+
     /// GETs a path of the REST API into `T`.
     async fn get_as<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
         serde_json::from_value(self.get(path).await?).map_err(|e| self.error(format!("GET {path}: {e}")))
@@ -175,7 +205,7 @@ impl Cluster {
         let session_id = format!("revgen-{}", std::process::id());
         // Submission waits for the job (push mode) and then streams the result; the job is followed meanwhile.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let watcher = tokio::spawn(watch(self.clone(), name.clone(), tx));
+        let watcher = tokio::spawn(watch(self.clone(), name.clone(), stall_timeout(), tx));
         let started = Instant::now();
         let collecting = async {
             let config = session.ballista_config();
@@ -189,9 +219,22 @@ impl Cluster {
         let result = loop {
             tokio::select! {
                 result = &mut collecting => break result,
-                Some(job) = rx.recv() => {
-                    progress(&job);
-                    last = Some(job);
+                Some(event) = rx.recv() => match event {
+                    Watched::Progress(job) => {
+                        progress(&job);
+                        last = Some(job);
+                    }
+                    Watched::Stalled { job_id, idle } => {
+                        watcher.abort();
+                        // Best effort: the scheduler stops the job's tasks; the client fails either way.
+                        let _ = self.cancel(&job_id).await;
+                        return Err(self.error(format!(
+                            "job {job_id} stopped making progress: no task ran anywhere on the cluster for {} s \
+                             (Ballista 55 can wedge after losing an executor: see the README's cluster section); \
+                             restart the executors and the scheduler, then resubmit",
+                            idle.as_secs()
+                        )));
+                    }
                 }
             }
         };
@@ -213,19 +256,62 @@ impl Cluster {
     }
 }
 
-/// Sends the job's state whenever it changes, until aborted.
-async fn watch(cluster: Cluster, name: String, tx: tokio::sync::mpsc::UnboundedSender<JobInfo>) {
+/// What the watcher of a job reports.
+enum Watched {
+    Progress(JobInfo),
+    Stalled { job_id: String, idle: Duration },
+}
+
+/// Sends the job's state whenever it changes, and [`Watched::Stalled`] once the running job has had no task
+/// running anywhere on the cluster for `stall_timeout`; until aborted.
+async fn watch(
+    cluster: Cluster,
+    name: String,
+    stall_timeout: Duration,
+    tx: tokio::sync::mpsc::UnboundedSender<Watched>,
+) {
+    const POLL: Duration = Duration::from_millis(500);
+    // The cluster-wide check costs a REST call per running job: every 5 s is plenty for a timeout of minutes.
+    const CHECK: Duration = Duration::from_secs(5);
     let mut last = None;
+    let mut idle_since: Option<Instant> = None;
+    let mut checked: Option<Instant> = None;
     loop {
         if let Ok(Some(job)) = cluster.job(&name).await {
             let key = (job.status.clone(), job.completed_stages, job.percent_complete);
             if last.as_ref() != Some(&key) {
                 last = Some(key);
-                let _ = tx.send(job);
+                let _ = tx.send(Watched::Progress(job.clone()));
+            }
+            if job.status == "Running" && checked.is_none_or(|at| at.elapsed() >= CHECK) {
+                checked = Some(Instant::now());
+                match cluster.any_task_running().await {
+                    Ok(true) => idle_since = None,
+                    Ok(false) => {
+                        let idle = idle_since.get_or_insert_with(Instant::now).elapsed();
+                        if idle >= stall_timeout {
+                            let _ = tx.send(Watched::Stalled { job_id: job.job_id, idle });
+                            return;
+                        }
+                    }
+                    // A scheduler that does not answer is the job stream's to report.
+                    Err(_) => {}
+                }
             }
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(POLL).await;
     }
+}
+
+fn stall_timeout() -> Duration {
+    std::env::var("REVGEN_STALL_TIMEOUT").ok().and_then(|s| s.parse().ok()).map_or(STALL_TIMEOUT, Duration::from_secs)
+}
+
+/// Whether a stages listing (`/api/job/{id}/stages`) has a task running.
+fn has_running_task(stages: &Value) -> bool {
+    let stages = stages.get("stages").and_then(Value::as_array).into_iter().flatten();
+    let tasks = stages.filter_map(|s| s.get("tasks").and_then(Value::as_array)).flatten();
+    tasks.filter_map(|t| t.get("status").and_then(Value::as_str)).any(|status| status == "Running")
 }
 
 /// An executor as `/api/executors` lists it (the fields used here).
@@ -247,6 +333,27 @@ struct ExecutorSpecification {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tells_running_tasks_in_a_stages_listing() {
+        // The shape of Ballista 55's `/api/job/{id}/stages` (fields not read here left out); a stage's pending
+        // tasks are not listed, and a rolled-back stage lists none.
+        let listing = |statuses: &[&[&str]]| {
+            let stages: Vec<Value> = statuses
+                .iter()
+                .enumerate()
+                .map(|(i, tasks)| {
+                    let tasks: Vec<Value> = tasks.iter().map(|s| serde_json::json!({"id": 0, "status": s})).collect();
+                    serde_json::json!({"stage_id": (i + 1).to_string(), "stage_status": "Running", "tasks": tasks})
+                })
+                .collect();
+            serde_json::json!({ "stages": stages })
+        };
+        assert!(has_running_task(&listing(&[&["Successful", "Running"], &[]])));
+        assert!(!has_running_task(&listing(&[&["Successful", "Successful"], &[]])));
+        assert!(!has_running_task(&listing(&[&[], &[]])));
+        assert!(!has_running_task(&serde_json::json!({})));
+    }
 
     #[test]
     fn parses_scheduler_urls() {
