@@ -290,7 +290,7 @@ pub fn train(
         // taken for this run's (by --resume latest, and by pruning).
         checkpoint::remove_after(run, state.step)?;
     }
-    let mut optimizer = optimizer(config, &model);
+    let mut optimizer = optimizer(config, &model, backend);
     if let Some(dir) = &from {
         optimizer = checkpoint::load_optimizer(dir, optimizer)?;
     }
@@ -449,8 +449,27 @@ pub fn validate(config: &TrainConfig) -> Result<()> {
     Ok(())
 }
 
-/// AdamW with decay on matrices only: biases, LayerNorms and (as in nanoGPT) nothing 1-D is decayed.
-fn optimizer(config: &TrainConfig, model: &Gpt2) -> ModuleOptimizer {
+/// AdamW with decay on matrices only: biases, LayerNorms and (as in nanoGPT) nothing 1-D is decayed. LibTorch
+/// updates in place ([`crate::adamw`]); both keep the same state, so a checkpoint resumes on either backend.
+fn optimizer(config: &TrainConfig, model: &Gpt2, backend: Backend) -> ModuleOptimizer {
+    let mut vectors = VectorParams(Vec::new());
+    model.visit(&mut vectors);
+    #[cfg(feature = "tch")]
+    if backend == Backend::Tch {
+        let adamw = |weight_decay: f64| crate::adamw::InPlaceAdamW {
+            beta_1: config.beta1,
+            beta_2: config.beta2,
+            epsilon: 1e-8,
+            weight_decay,
+        };
+        return ModuleOptimizer::from(adamw(config.weight_decay)).with_group(
+            ParamGroup::from_ids(vectors.0),
+            adamw(0.0),
+            None,
+        );
+    }
+    #[cfg(not(feature = "tch"))]
+    let _ = backend;
     let adamw = |weight_decay: f64| {
         AdamWConfig::new()
             .with_beta_1(config.beta1 as f32)
@@ -458,8 +477,6 @@ fn optimizer(config: &TrainConfig, model: &Gpt2) -> ModuleOptimizer {
             .with_epsilon(1e-8)
             .with_weight_decay(weight_decay as f32)
     };
-    let mut vectors = VectorParams(Vec::new());
-    model.visit(&mut vectors);
     adamw(config.weight_decay).init().with_group(ParamGroup::from_ids(vectors.0), adamw(0.0).build(), None)
 }
 
