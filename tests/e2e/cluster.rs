@@ -336,18 +336,7 @@ fn stats_and_prepare_from_and_to_s3_on_a_cluster() {
 fn prepare_survives_the_loss_of_an_executor() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    // Objects big enough that the first stage (scan, query, shuffle write) runs for a second or more.
-    let input = dump(dir, 60000);
-    let input = str_arg(&input);
-    let args = ["prepare", "-i", input, "--shards", "2", "--tokenize"];
-    run_ok(&mut revgen(dir, &[&args[..], &["-o", "local"]].concat()));
-
-    let mut cluster = TestCluster::start(dir, 2);
-    let job = revgen(dir, &[&args[..], &["-o", "remote", "--cluster", &cluster.url]].concat())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut cluster, job) = prepare_locally_and_on_a_cluster(dir, "120");
     // Kill an executor as soon as the job runs: in its first stage. Ballista 55 wedges when the loss hits the
     // second stage instead (its rollback cancels the survivors' tasks without returning their task slots; see the
     // README's cluster section), which this test would only show as a hang.
@@ -377,22 +366,30 @@ fn prepare_survives_the_loss_of_an_executor() {
     }
 }
 
-#[test]
-fn losing_an_executor_in_a_later_stage_never_hangs() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
+/// A local `prepare --tokenize` of 8 x 60,000 rows into `dir/local` (enough that the first stage, scan, query and
+/// shuffle write, runs for a second or more), then the same job started on a scheduler and two executors into
+/// `dir/remote`, with the client's stall timeout (`REVGEN_STALL_TIMEOUT`) at `stall_timeout_s`.
+fn prepare_locally_and_on_a_cluster(dir: &Path, stall_timeout_s: &str) -> (TestCluster, Child) {
     let input = dump(dir, 60000);
-    let input = str_arg(&input);
-    let args = ["prepare", "-i", input, "--shards", "2", "--tokenize"];
+    let args = ["prepare", "-i", str_arg(&input), "--shards", "2", "--tokenize"];
     run_ok(&mut revgen(dir, &[&args[..], &["-o", "local"]].concat()));
-
-    let mut cluster = TestCluster::start(dir, 2);
-    let mut job = revgen(dir, &[&args[..], &["-o", "remote", "--cluster", &cluster.url]].concat())
-        .env("REVGEN_STALL_TIMEOUT", "10")
+    let cluster = TestCluster::start(dir, 2);
+    let job = revgen(dir, &[&args[..], &["-o", "remote", "--cluster", &cluster.url]].concat())
+        .env("REVGEN_STALL_TIMEOUT", stall_timeout_s)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    (cluster, job)
+}
+
+/// An executor killed after the first stage, while the shard writers run. Ballista 55 may then wedge (see the
+/// README's cluster section); the client must recover or fail with the stall error, and never hang.
+#[test]
+fn losing_an_executor_in_a_later_stage_never_hangs() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let (mut cluster, mut job) = prepare_locally_and_on_a_cluster(dir, "10");
     // Kill an executor once the first stage is done, while the shard writers run: the loss that can wedge
     // Ballista 55 (see prepare_survives_the_loss_of_an_executor).
     let deadline = Instant::now() + Duration::from_secs(60);
