@@ -24,8 +24,8 @@ use crate::{Error, Result};
 /// How long the scheduler may take to answer before a job gives up on it.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long a running job may go with no task running anywhere on the cluster before the client gives up on it
-/// (`REVGEN_STALL_TIMEOUT`, seconds, overrides it). Ballista 55 can wedge after losing an executor: rolling a
+/// How long a running job may go with no task running anywhere on a cluster that has executors before the client
+/// gives up on it (`REVGEN_STALL_TIMEOUT`, seconds, overrides it). Ballista 55 can wedge after losing an executor: rolling a
 /// stage back cancels the survivors' tasks without returning their task slots (the README's cluster section),
 /// and the job then waits forever. Nothing running anywhere while the job is unfinished tells that apart from a
 /// slow task (which runs) and from a job queued behind other jobs (whose tasks run); a lost executor's tasks count
@@ -149,14 +149,19 @@ impl Cluster {
         Ok(self.jobs().await?.into_iter().find(|j| j.job_name == name))
     }
 
-    /// Whether any running job on the cluster has a task running.
-    async fn any_task_running(&self) -> Result<bool> {
+    /// Whether the cluster has executors and yet no task of any running job runs. A cluster without executors is
+    /// waiting for capacity (Ballista fails the jobs left on it once all executors are lost), not stalled.
+    async fn is_idle_with_executors(&self) -> Result<bool> {
+        let executors: Vec<Value> = self.get_as("/api/executors").await?;
+        if executors.is_empty() {
+            return Ok(false);
+        }
         for job in self.jobs().await?.into_iter().filter(|j| j.status == "Running") {
             if has_running_task(&self.get(&format!("/api/job/{}/stages", job.job_id)).await?) {
-                return Ok(true);
+                return Ok(false);
             }
         }
-        Ok(false)
+        Ok(true)
     }
 
     /// Asks the scheduler to cancel a job (`PATCH /api/job/{id}`).
@@ -285,9 +290,9 @@ async fn watch(
             }
             if job.status == "Running" && checked.is_none_or(|at| at.elapsed() >= CHECK) {
                 checked = Some(Instant::now());
-                match cluster.any_task_running().await {
-                    Ok(true) => idle_since = None,
-                    Ok(false) => {
+                match cluster.is_idle_with_executors().await {
+                    Ok(false) => idle_since = None,
+                    Ok(true) => {
                         let idle = idle_since.get_or_insert_with(Instant::now).elapsed();
                         if idle >= stall_timeout {
                             let _ = tx.send(Watched::Stalled { job_id: job.job_id, idle });
