@@ -88,7 +88,7 @@ fn lines_memchr(bytes: &[u8], mut on_line: impl FnMut(usize, usize, &Tabs) -> Co
 #[cfg(target_arch = "x86_64")]
 fn lines_sse2(bytes: &[u8], mut on_line: impl FnMut(usize, usize, &Tabs) -> ControlFlow<()>) -> Option<usize> {
     let mut start = 0;
-    let mut tabs = Tabs { ascii: true, ..Tabs::default() };
+    let mut tabs = Tabs::default();
     // Whether the line being read has had a non-ASCII byte in an earlier block.
     let mut non_ascii = false;
     let mut blocks = bytes.chunks_exact(64);
@@ -104,13 +104,10 @@ fn lines_sse2(bytes: &[u8], mut on_line: impl FnMut(usize, usize, &Tabs) -> Cont
             } else {
                 // The high bits below the newline belong to the line it ends.
                 let below = (1u64 << bit) - 1;
-                tabs.ascii = !non_ascii && high_mask & below == 0;
+                let ascii = !non_ascii && high_mask & below == 0;
                 high_mask &= !below;
                 non_ascii = false;
-                on_line(start, at, &tabs).is_continue().then_some(())?;
-                start = at + 1;
-                tabs.count = 0;
-                tabs.ascii = true;
+                end_line(&mut on_line, &mut tabs, &mut start, at, ascii).is_continue().then_some(())?;
             }
             found &= found - 1;
         }
@@ -122,17 +119,30 @@ fn lines_sse2(bytes: &[u8], mut on_line: impl FnMut(usize, usize, &Tabs) -> Cont
         match byte {
             b'\t' => tabs.push(base + i - start),
             b'\n' => {
-                tabs.ascii = !non_ascii;
+                end_line(&mut on_line, &mut tabs, &mut start, base + i, !non_ascii).is_continue().then_some(())?;
                 non_ascii = false;
-                on_line(start, base + i, &tabs).is_continue().then_some(())?;
-                start = base + i + 1;
-                tabs.count = 0;
-                tabs.ascii = true;
             }
             _ => non_ascii |= !byte.is_ascii(),
         }
     }
     Some(start)
+}
+
+/// Hands the line from `start` to the newline at `at`, with its tabs, to `on_line`, and starts the next line.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn end_line(
+    on_line: &mut impl FnMut(usize, usize, &Tabs) -> ControlFlow<()>,
+    tabs: &mut Tabs,
+    start: &mut usize,
+    at: usize,
+    ascii: bool,
+) -> ControlFlow<()> {
+    tabs.ascii = ascii;
+    let flow = on_line(*start, at, tabs);
+    *start = at + 1;
+    tabs.count = 0;
+    flow
 }
 
 /// Bit `i` of the first mask is set where `block[i]` is a tab; of the second, where it is a newline; of the third,
