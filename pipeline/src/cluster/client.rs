@@ -32,6 +32,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// as running until the scheduler declares it lost.
 const STALL_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// An HTTP client for the scheduler's REST API: a call gives up after [`CONNECT_TIMEOUT`] to connect and twice that
+/// in all.
+fn rest_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_connect(Some(CONNECT_TIMEOUT))
+        .timeout_global(Some(CONNECT_TIMEOUT * 2))
+        .build()
+        .new_agent()
+}
+
 /// A Ballista cluster, named by its scheduler: `df://host[:port]` (port 50050 by default).
 #[derive(Clone, Debug)]
 pub struct Cluster {
@@ -98,12 +108,7 @@ impl Cluster {
         let url = format!("{}{path}", self.http());
         let cluster = self.clone();
         tokio::task::spawn_blocking(move || {
-            let agent = ureq::Agent::config_builder()
-                .timeout_connect(Some(CONNECT_TIMEOUT))
-                .timeout_global(Some(CONNECT_TIMEOUT * 2))
-                .build()
-                .new_agent();
-            let mut response = agent.get(&url).call().map_err(|e| match e {
+            let mut response = rest_agent().get(&url).call().map_err(|e| match e {
                 ureq::Error::Io(_)
                 | ureq::Error::ConnectionFailed
                 | ureq::Error::HostNotFound
@@ -149,14 +154,14 @@ impl Cluster {
         Ok(self.jobs().await?.into_iter().find(|j| j.job_name == name))
     }
 
-    /// Whether the cluster has executors and yet no task of any running job runs. A cluster without executors is
+    /// Whether the cluster has executors and yet no task of its running `jobs` runs. A cluster without executors is
     /// waiting for capacity (Ballista fails the jobs left on it once all executors are lost), not stalled.
-    async fn is_idle_with_executors(&self) -> Result<bool> {
+    async fn is_idle_with_executors(&self, jobs: &[JobInfo]) -> Result<bool> {
         let executors: Vec<Value> = self.get_as("/api/executors").await?;
         if executors.is_empty() {
             return Ok(false);
         }
-        for job in self.jobs().await?.into_iter().filter(|j| j.status == "Running") {
+        for job in jobs.iter().filter(|j| j.status == "Running") {
             if has_running_task(&self.get(&format!("/api/job/{}/stages", job.job_id)).await?) {
                 return Ok(false);
             }
@@ -169,8 +174,7 @@ impl Cluster {
         let url = format!("{}/api/job/{job_id}", self.http());
         let cluster = self.clone();
         tokio::task::spawn_blocking(move || {
-            let agent = ureq::Agent::config_builder().timeout_global(Some(CONNECT_TIMEOUT)).build().new_agent();
-            agent.patch(&url).send_empty().map(drop).map_err(|e| cluster.error(format!("PATCH {url}: {e}")))
+            rest_agent().patch(&url).send_empty().map(drop).map_err(|e| cluster.error(format!("PATCH {url}: {e}")))
         })
         .await
         .expect("the REST call does not panic")
@@ -282,7 +286,8 @@ async fn watch(
     let mut idle_since: Option<Instant> = None;
     let mut checked: Option<Instant> = None;
     loop {
-        if let Ok(Some(job)) = cluster.job(&name).await {
+        let jobs = cluster.jobs().await.unwrap_or_default();
+        if let Some(job) = jobs.iter().find(|j| j.job_name == name) {
             let key = (job.status.clone(), job.completed_stages, job.percent_complete);
             if last.as_ref() != Some(&key) {
                 last = Some(key);
@@ -290,12 +295,12 @@ async fn watch(
             }
             if job.status == "Running" && checked.is_none_or(|at| at.elapsed() >= CHECK) {
                 checked = Some(Instant::now());
-                match cluster.is_idle_with_executors().await {
+                match cluster.is_idle_with_executors(&jobs).await {
                     Ok(false) => idle_since = None,
                     Ok(true) => {
                         let idle = idle_since.get_or_insert_with(Instant::now).elapsed();
                         if idle >= stall_timeout {
-                            let _ = tx.send(Watched::Stalled { job_id: job.job_id, idle });
+                            let _ = tx.send(Watched::Stalled { job_id: job.job_id.clone(), idle });
                             return;
                         }
                     }

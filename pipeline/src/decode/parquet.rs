@@ -83,8 +83,8 @@ pub fn read(input: &Input, sink: &mut Sink<'_>) -> Result<()> {
                 keep.push(false);
                 continue;
             }
-            let numbers = (ratings.value(row), Some(helpful.value(row)), Some(total.value(row)));
-            let passes = sink.filters.iter().all(|f| f.keeps(numbers.0, numbers.1, numbers.2));
+            let rating = ratings.value(row);
+            let passes = sink.filters.iter().all(|f| f.keeps(rating, Some(helpful.value(row)), Some(total.value(row))));
             if !passes {
                 counts.add_skipped(1);
             }
