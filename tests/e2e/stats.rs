@@ -207,6 +207,17 @@ fn synthetic_dumps_in_every_format() {
         let helpful: u64 = (1..=5).map(|r| rows[&("helpful".into(), r)]["reviews"].as_u64().unwrap()).sum();
         assert_eq!(helpful, synth["helpful"].as_u64().unwrap(), "{name}");
 
+        // A WHERE on the votes that the scan applies itself (pushed down) counts what DataFusion's own filter
+        // counts, in every format.
+        let count = |condition: &str| -> u64 {
+            let query = format!("SELECT count(*) AS n FROM reviews WHERE {condition}");
+            let csv = run_ok(&mut revgen(dir.path(), &["sql", "-i", out.to_str().unwrap(), "--format", "csv", &query]));
+            csv.lines().nth(1).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{name}: {csv}"))
+        };
+        assert_eq!(count("helpful_votes >= 1"), helpful, "{name}");
+        assert_eq!(count("helpful_votes + 0 >= 1"), helpful, "{name}");
+        assert_eq!(count("star_rating = 5 AND 2 > total_votes"), count("star_rating + 0 = 5 AND total_votes + 0 < 2"));
+
         // Every malformed row is in the quarantine file, under its line and reason.
         let kept = fs::read_to_string(&quarantine).unwrap();
         assert_eq!(kept.lines().count() as u64, synth["malformed"].as_u64().unwrap(), "{name}");
