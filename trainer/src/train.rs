@@ -290,9 +290,9 @@ pub fn train(
         // taken for this run's (by --resume latest, and by pruning).
         checkpoint::remove_after(run, state.step)?;
     }
-    let mut optimizer = optimizer(config, &model, backend);
+    let mut optimizer = TrainOptimizer::new(config, &model, backend);
     if let Some(dir) = &from {
-        optimizer = checkpoint::load_optimizer(dir, optimizer)?;
+        optimizer.params = checkpoint::load_optimizer(dir, optimizer.params)?;
     }
     let tokenizer = Arc::new(tokenizer);
     write_atomic(&run.join(RUN_FILE), &serde_json::to_vec_pretty(config).expect("config serialises"))?;
@@ -397,17 +397,17 @@ pub fn train(
 
         if let Some(v) = val_loss.filter(|v| state.best_val_loss.is_none_or(|best| *v < best)) {
             state.best_val_loss = Some(v);
-            checkpoint::save(run, checkpoint::BEST, &model, &optimizer, &tokenizer, &state)?;
+            checkpoint::save(run, checkpoint::BEST, &model, &optimizer.params, &tokenizer, &state)?;
         }
         if (config.save_every > 0 && step % config.save_every == 0) || step == stop {
-            let path = save(run, &model, &optimizer, &tokenizer, &state, config.keep)?;
+            let path = save(run, &model, &optimizer.params, &tokenizer, &state, config.keep)?;
             saved_step = Some(step);
             last_saved = Some(path.clone());
             observe(Event::Saved { step, path });
         }
     }
     if saved_step != Some(state.step) && state.step > 0 {
-        let path = save(run, &model, &optimizer, &tokenizer, &state, config.keep)?;
+        let path = save(run, &model, &optimizer.params, &tokenizer, &state, config.keep)?;
         observe(Event::Saved { step: state.step, path: path.clone() });
         last_saved = Some(path);
     }
@@ -449,35 +449,64 @@ pub fn validate(config: &TrainConfig) -> Result<()> {
     Ok(())
 }
 
-/// AdamW with decay on matrices only: biases, LayerNorms and (as in nanoGPT) nothing 1-D is decayed. LibTorch
-/// updates in place ([`crate::adamw`]); both keep the same state, so a checkpoint resumes on either backend.
-fn optimizer(config: &TrainConfig, model: &Gpt2, backend: Backend) -> ModuleOptimizer {
-    let mut vectors = VectorParams(Vec::new());
-    model.visit(&mut vectors);
-    #[cfg(feature = "tch")]
-    if backend == Backend::Tch {
-        let adamw = |weight_decay: f64| crate::adamw::InPlaceAdamW {
-            beta_1: config.beta1,
-            beta_2: config.beta2,
-            epsilon: 1e-8,
-            weight_decay,
+/// burn's module optimizer, and on LibTorch the queue of its fused AdamW ([`crate::adamw`]).
+struct TrainOptimizer {
+    params: ModuleOptimizer,
+    fused: Option<Fused>,
+}
+
+#[cfg(feature = "tch")]
+type Fused = crate::adamw::Queue;
+/// Only LibTorch has a fused optimizer.
+#[cfg(not(feature = "tch"))]
+type Fused = std::convert::Infallible;
+
+impl TrainOptimizer {
+    /// AdamW with decay on matrices only: biases, LayerNorms and (as in nanoGPT) nothing 1-D is decayed. LibTorch
+    /// runs PyTorch's fused AdamW, the pure-Rust backend burn's; both keep the same state, so a checkpoint resumes
+    /// on either backend.
+    fn new(config: &TrainConfig, model: &Gpt2, backend: Backend) -> Self {
+        let mut vectors = VectorParams(Vec::new());
+        model.visit(&mut vectors);
+        let vectors = ParamGroup::from_ids(vectors.0);
+        #[cfg(feature = "tch")]
+        if backend == Backend::Tch {
+            let queue = crate::adamw::Queue::default();
+            let adamw = |weight_decay: f64| crate::adamw::FusedAdamW {
+                beta_1: config.beta1,
+                beta_2: config.beta2,
+                epsilon: 1e-8,
+                weight_decay,
+                queue: queue.clone(),
+            };
+            let params = ModuleOptimizer::from(adamw(config.weight_decay)).with_group(vectors, adamw(0.0), None);
+            return Self { params, fused: Some(queue) };
+        }
+        #[cfg(not(feature = "tch"))]
+        let _ = backend;
+        let adamw = |weight_decay: f64| {
+            AdamWConfig::new()
+                .with_beta_1(config.beta1 as f32)
+                .with_beta_2(config.beta2 as f32)
+                .with_epsilon(1e-8)
+                .with_weight_decay(weight_decay as f32)
         };
-        return ModuleOptimizer::from(adamw(config.weight_decay)).with_group(
-            ParamGroup::from_ids(vectors.0),
-            adamw(0.0),
-            None,
-        );
+        Self { params: adamw(config.weight_decay).init().with_group(vectors, adamw(0.0).build(), None), fused: None }
     }
-    #[cfg(not(feature = "tch"))]
-    let _ = backend;
-    let adamw = |weight_decay: f64| {
-        AdamWConfig::new()
-            .with_beta_1(config.beta1 as f32)
-            .with_beta_2(config.beta2 as f32)
-            .with_epsilon(1e-8)
-            .with_weight_decay(weight_decay as f32)
-    };
-    adamw(config.weight_decay).init().with_group(ParamGroup::from_ids(vectors.0), adamw(0.0).build(), None)
+
+    /// Clips the gradients to the global norm `max_norm` (0 = off) and updates `model`. Returns the model and the
+    /// norm before clipping, `[1]`; on LibTorch nothing waits for the device.
+    fn step(&mut self, lr: f64, model: Gpt2, grads: GradientsParams, max_norm: f64) -> (Gpt2, Tensor<1>) {
+        match &self.fused {
+            #[cfg(feature = "tch")]
+            Some(queue) => crate::adamw::step(queue, &mut self.params, lr, model, grads, max_norm),
+            _ => {
+                let (grads, norm) = clip_grad_norm(&model, grads, max_norm);
+                let device = model.wte.weight.device();
+                (self.params.step(lr, model, grads), Tensor::from_floats([norm as f32], &device))
+            }
+        }
+    }
 }
 
 /// Ids of the 1-D parameters.
@@ -493,32 +522,43 @@ impl ModuleVisitor for VectorParams {
 
 /// One optimizer update: `grad_accum` micro-batches, global-norm clipping, AdamW. Returns the updated model, the
 /// mean loss of the micro-batches and the gradient norm before clipping.
+///
+/// The host reads the loss and the norm once, at the end: on a GPU every read waits for the device to finish
+/// what it was given, so a read between the forward and the backward pass (or before AdamW) would leave the GPU
+/// idle while the host queues the next pass. For the same reason all micro-batches go to the device up front
+/// (LibTorch's copy from pageable host memory waits for the device too).
 fn train_step(
     model: Gpt2,
-    optimizer: &mut ModuleOptimizer,
+    optimizer: &mut TrainOptimizer,
     stream: &mut TokenStream,
     config: &TrainConfig,
     seq_len: usize,
     lr: f64,
     device: &Device,
 ) -> Result<(Gpt2, f64, f64)> {
-    let mut accumulator = GradientsAccumulator::new();
-    let mut loss_sum = 0.0;
+    let mut batches = Vec::with_capacity(config.grad_accum);
     for _ in 0..config.grad_accum {
         let mut ids = Vec::with_capacity(config.batch_size * (seq_len + 1));
         for _ in 0..config.batch_size {
             let window = stream.window(seq_len + 1, seq_len)?.expect("the train stream cycles");
             ids.extend(window.into_iter().map(i64::from));
         }
-        let (inputs, targets) = shifted(ids, config.batch_size, seq_len, device);
-        let loss = model.loss(inputs, targets); // [1]
-        loss_sum += f64::from(host_values(loss.clone())[0]);
-        let grads = loss.div_scalar(config.grad_accum as f64).backward();
-        accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
+        batches.push(shifted(ids, config.batch_size, seq_len, device));
     }
-    let (grads, norm) = clip_grad_norm(&model, accumulator.grads(), config.grad_clip);
-    let model = optimizer.step(lr, model, grads);
-    Ok((model, loss_sum / config.grad_accum as f64, norm))
+    let mut accumulator = GradientsAccumulator::new();
+    let mut loss_sum: Option<Tensor<1>> = None; // [1]
+    for (inputs, targets) in batches {
+        let loss = model.loss(inputs, targets).div_scalar(config.grad_accum as f64); // [1]
+        let detached = loss.clone().detach();
+        loss_sum = Some(match loss_sum.take() {
+            Some(sum) => sum + detached,
+            None => detached,
+        });
+        accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
+    }
+    let (model, norm) = optimizer.step(lr, model, accumulator.grads(), config.grad_clip);
+    let loss = loss_sum.map_or(0.0, |sum| f64::from(host_values(sum)[0]));
+    Ok((model, loss, f64::from(host_values(norm)[0])))
 }
 
 /// Windows of `seq + 1` ids as inputs (all but the last) and targets (all but the first).
@@ -723,6 +763,57 @@ mod tests {
         let mut again = SumCheck(0.0, &grads);
         model.visit(&mut again);
         assert!((again.0.sqrt() - 1e-3).abs() < 1e-6, "clipped norm {}", again.0.sqrt());
+    }
+
+    /// On LibTorch, the fused update (norm and clipping on the device, one AdamW call) moves the model as burn's
+    /// AdamW does after clipping on the host, over two steps, with weight decay on the matrices only.
+    #[cfg(feature = "tch")]
+    #[test]
+    fn the_fused_update_equals_burns_adamw_after_clipping() {
+        let device = Backend::Tch.device("cpu").unwrap();
+        let config = TrainConfig { weight_decay: 0.1, ..TrainConfig::default() };
+        let model_config =
+            crate::config::Config { n_positions: 8, vocab_size: 50, ..crate::config::Config::preset("tiny").unwrap() };
+        let start = Gpt2::init(&model_config, &device, 1).unwrap();
+        let (inputs, targets) = shifted((0..18).map(|i| i % 50).collect(), 2, 8, &device);
+        let grads =
+            |model: &Gpt2| GradientsParams::from_grads(model.loss(inputs.clone(), targets.clone()).backward(), model);
+        let mut fused = TrainOptimizer::new(&config, &start, Backend::Tch);
+        let mut burns = TrainOptimizer::new(&config, &start, Backend::Flex);
+        assert!(fused.fused.is_some() && burns.fused.is_none());
+        let (mut ours, mut theirs) = (start.clone(), start.clone());
+        for _ in 0..2 {
+            let (our_grads, their_grads) = (grads(&ours), grads(&theirs));
+            let (next, our_norm) = fused.step(1e-2, ours, our_grads, 1e-3);
+            ours = next;
+            let (next, their_norm) = burns.step(1e-2, theirs, their_grads, 1e-3);
+            theirs = next;
+            let (ours, theirs) = (host_values(our_norm)[0], host_values(their_norm)[0]);
+            assert!(ours > 1e-3 && (ours - theirs).abs() < 1e-5 * theirs, "norms {ours} vs {theirs}");
+        }
+        let (mut a, mut b) = (Values(Vec::new()), Values(Vec::new()));
+        ours.visit(&mut a);
+        theirs.visit(&mut b);
+        let mut moved = Values(Vec::new());
+        start.visit(&mut moved);
+        assert_eq!(a.0.len(), b.0.len());
+        for ((a, b), before) in a.0.iter().zip(&b.0).zip(&moved.0) {
+            for (a, b) in a.iter().zip(b) {
+                assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+            }
+            let moved = a.iter().zip(before).map(|(a, before)| (a - before).abs()).fold(0.0, f32::max);
+            assert!(moved > 5e-3, "a tensor moved by {moved} at most");
+        }
+    }
+
+    #[cfg(feature = "tch")]
+    struct Values(Vec<Vec<f32>>);
+
+    #[cfg(feature = "tch")]
+    impl ModuleVisitor for Values {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.push(host_values(param.val()));
+        }
     }
 
     struct SumCheck<'a>(f64, &'a GradientsParams);

@@ -1,0 +1,25 @@
+//! With feature `tch`: the rpath to libtorch (as for the other crates), and the small C++ file of multi-tensor
+//! operations that tch does not bind (`csrc/multi_tensor.cpp`), compiled against torch-sys's libtorch.
+#[path = "../build/libtorch_rpath.rs"]
+mod libtorch_rpath;
+
+fn main() {
+    libtorch_rpath::main();
+    println!("cargo:rerun-if-changed=csrc/multi_tensor.cpp");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else { return };
+    let include = std::path::Path::new(&lib).with_file_name("include");
+    // Every LibTorch since 2.7 (pip wheels and downloads) uses the C++11 ABI; torch-sys defaults to it too.
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
+    cc::Build::new()
+        .cpp(true)
+        .pic(true)
+        .std("c++17")
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
+        .define("GLOG_USE_GLOG_EXPORT", None)
+        .warnings(false)
+        .file("csrc/multi_tensor.cpp")
+        .compile("revgen_multi_tensor");
+}
