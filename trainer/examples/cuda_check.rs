@@ -3,7 +3,8 @@
 //! 1. Parity: the tiny fixture's logits, KV-cache logits and loss on `cuda:0` against transformers' reference.
 //! 2. Gradients: the backward steps of attention, the loss, GELU and LayerNorm on `cuda:0` against burn's
 //!    autodiff of their written-out forms (`revgen_trainer::gradcheck`), in f32 and with bf16 products.
-//! 3. Throughput of the same model code on CUDA, f32: forward (inference device) and forward+backward (training
+//! 3. AdamW: the fused multi-tensor update (`revgen_trainer::adamw`) against burn's AdamW over ten steps.
+//! 4. Throughput of the same model code on CUDA, f32: forward (inference device) and forward+backward (training
 //!    device) in tokens/s for GPT-2 124M and 355M at batch × 1024 tokens, and KV-cache decoding in tokens/s.
 //!
 //! Prints one JSON object per line.
@@ -52,6 +53,17 @@ fn gradients(device: &Device) {
                 "max_abs_diff": worst, "differences": all, "ok": worst < bound})
         );
     }
+}
+
+/// The bounds are the CPU unit test's: the kernels compute in f32 either way.
+fn optimizer(device: &Device) {
+    let d = revgen_trainer::adamw::compare_with_burn(device);
+    println!(
+        "{}",
+        serde_json::json!({"check": "adamw", "device": format!("{device:?}"), "max_param_diff": d.params,
+            "max_moment_2_diff": d.moment_2, "steps": d.steps,
+            "ok": d.params < 1e-5 && d.moment_2 < 1e-7 && d.steps == 10})
+    );
 }
 
 /// Tokens/s of `f` over `iters` runs after one warm-up; `f` must block until the device is done.
@@ -116,6 +128,7 @@ fn main() {
     parity(fixture, &Backend::Tch.inference_device(device).unwrap());
     parity(fixture, &Backend::Tch.device(device).unwrap());
     gradients(&Backend::Tch.device(device).unwrap());
+    optimizer(&Backend::Tch.inference_device(device).unwrap());
     for preset in presets {
         throughput(preset, 8, device);
     }
