@@ -46,8 +46,8 @@ run)
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
     python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' \
         | tee -a "$out/gpu.txt"
-    # Parity, the backend extensions' gradients (f32, bf16) and the fused AdamW against burn's on CUDA; the f32 inference/training throughput
-    # against transformers (docs/gpu.md) with FULL=1.
+    # Parity, the backend extensions' gradients (f32, bf16) and the fused AdamW against burn's on CUDA; the f32
+    # inference/training throughput against transformers (docs/gpu.md) with FULL=1.
     if [ "${FULL:-0}" = 1 ]; then
         LD_LIBRARY_PATH="$torch_lib" .gpu/cuda_check trainer/tests/fixtures/tiny-gpt2 | tee "$out/revgen.jsonl"
         python3 scripts/bench_hf_gpt2.py | tee "$out/transformers.jsonl"
