@@ -271,10 +271,17 @@ pub fn compare_with_burn(device: &Device) -> Difference {
     Difference { params: max_abs(a, b), moment_2: max_abs(a_state.moment_2, b_state.moment_2), steps: a_state.time }
 }
 
-/// The LibTorch tensor, copied first if anything else shares its storage (an update in place would change it too).
+/// The LibTorch tensor, contiguous and not shared: copied first if anything else shares its storage (an update in
+/// place would change it too), or if its elements are not in row-major order. The fused kernel walks the four
+/// tensors of a parameter in memory order, so a transposed gradient (as a tied or transposed weight's can be)
+/// would pair the wrong elements: on the CPU silently (checked with PyTorch 2.9), on CUDA as an error.
 fn own<const D: usize>(tensor: Tensor<D>) -> TchTensor {
     let t = tensor.try_into_primitive::<LibTorch>().expect("the LibTorch optimizer gets LibTorch tensors");
-    if t.can_mut() { t } else { TchTensor::new(t.tensor.copy()) }
+    match (t.tensor.is_contiguous(), t.can_mut()) {
+        (true, true) => t,
+        (true, false) => TchTensor::new(t.tensor.copy()),
+        (false, _) => TchTensor::new(t.tensor.contiguous()),
+    }
 }
 
 #[cfg(test)]
@@ -311,6 +318,26 @@ mod tests {
             assert!((got - want).abs() < 1e-6, "{a:?} {b:?}");
         }
         assert!(decayed.queue.lock().is_empty());
+    }
+
+    /// A transposed gradient updates each weight with its own element, as its row-major copy does.
+    #[test]
+    fn transposed_gradients_pair_the_right_elements() {
+        let device = Backend::Tch.inference_device("cpu").unwrap();
+        let values: Vec<f32> = (0..12).map(|i| i as f32 - 5.5).collect();
+        let transposed = Tensor::<1>::from_floats(values.as_slice(), &device).reshape([4, 3]).swap_dims(0, 1);
+        let view = transposed.clone().try_into_primitive::<LibTorch>().unwrap();
+        assert!(!view.tensor.is_contiguous(), "the test needs a strided gradient");
+        drop(view);
+        let start = || Tensor::<2>::zeros([3, 4], &device);
+        let h = adamw(0.999, 0.0);
+        let (a, _) = h.step(0.1, start(), transposed.clone(), None);
+        let (b, _) = h.step(0.1, start(), Tensor::from_data(transposed.into_data(), &device), None);
+        h.queue.apply(None);
+        let (a, b) = (a.into_data().to_vec::<f32>().unwrap(), b.into_data().to_vec::<f32>().unwrap());
+        assert_eq!(a, b);
+        // Adam's first step: −lr · sign(g), and g[0][1] is the source's element 3 (−2.5).
+        assert!((a[1] - 0.1).abs() < 1e-6, "{a:?}");
     }
 
     /// A parameter whose storage is shared keeps its value: the update works on a copy.
