@@ -26,6 +26,13 @@ build)
             --output .gpu/data
         rm .gpu/dump.tsv.gz
     fi
+    # A 12-layer GPT-2 with 64 dims: its kernels are tiny, so its step time is the host's cost per step (autodiff
+    # bookkeeping, dispatch, launches) rather than the GPU's.
+    mkdir -p .gpu/thin
+    cat >.gpu/thin/config.json <<'JSON'
+{"model_type": "gpt2", "n_embd": 64, "n_head": 4, "n_layer": 12, "n_positions": 1024, "vocab_size": 50257,
+ "layer_norm_epsilon": 1e-05, "activation_function": "gelu_new", "bos_token_id": 50256, "eos_token_id": 50256}
+JSON
     venv="$cache/torch-2.11.0-venv"
     if ! "$venv/bin/python" -c 'import torch' 2>/dev/null; then
         python3 -m venv "$venv"
@@ -96,6 +103,12 @@ PY
     measure gpt2-xl-bf16-b1 .gpu/train_bench gpt2-xl 1 bf16 6
     measure gpt2-xl-bf16-b1-gc .gpu/train_bench gpt2-xl 1 bf16 6 cuda:0 --gradient-checkpointing
     measure gpt2-xl-pytorch-bf16-b1 $pt 1600 48 25 1024 1 1024 6 16 /tmp/revgen-bench.bin cuda bf16
+    # gpt-2-simple's shape (batch 1 x 1024), where a 124M micro-batch is a few ms of GPU work and the host's
+    # per-operation cost shows; and the host's cost per step alone (the thin model, batch 1 x 16).
+    measure gpt2-bf16-b1 env PEAK_TFLOPS=989 .gpu/train_bench gpt2 1 bf16 30
+    measure gpt2-pytorch-bf16-b1 $pt 768 12 12 1024 1 1024 30 16 /tmp/revgen-bench.bin cuda bf16
+    measure thin-f32-b1x16 env BENCH_SEQ=16 .gpu/train_bench .gpu/thin 1 f32 40
+    measure thin-pytorch-f32-b1x16 $pt 64 12 4 1024 1 16 40 16 /tmp/revgen-bench.bin cuda f32
     ;;
 *)
     echo "usage: $0 build|run" >&2

@@ -1,6 +1,6 @@
 //! Training throughput of `revgen train`'s loop on a GPU (scripts/gpu-check.sh builds it here and runs it there).
 //!
-//!     train_bench PRESET BATCH PRECISION STEPS [DEVICE] [--gradient-checkpointing] [--data DIR]
+//!     train_bench PRESET|MODEL_DIR BATCH PRECISION STEPS [DEVICE] [--gradient-checkpointing] [--data DIR]
 //!     e.g. train_bench gpt2-medium 8 bf16 20 cuda:0
 //!
 //! Without `--data`, writes a data directory of random GPT-2 token ids (one `.bin` shard, llm.c's layout, and a
@@ -27,7 +27,10 @@ fn main() {
     let device = args.get(5).filter(|a| !a.starts_with("--")).cloned().unwrap_or_else(|| "cuda:0".to_owned());
     let checkpointing = args.iter().any(|a| a == "--gradient-checkpointing");
     let data = args.iter().position(|a| a == "--data").map(|i| std::path::PathBuf::from(&args[i + 1]));
-    let config = Config::preset(preset).expect("a preset");
+    // A preset, or a directory with an HF config.json (other shapes, trained from scratch).
+    let config = Config::preset(preset)
+        .or_else(|| Config::from_file(&std::path::Path::new(preset).join("config.json")).ok())
+        .expect("a preset or a directory with a config.json");
     // BENCH_SEQ shortens the windows (the CPU comparisons use 128).
     let seq = std::env::var("BENCH_SEQ").ok().and_then(|v| v.parse().ok()).unwrap_or(1024).min(config.n_positions);
     let dir = std::env::temp_dir().join(format!("revgen-train-bench-{}", std::process::id()));
