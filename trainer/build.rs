@@ -7,8 +7,13 @@ fn main() {
     libtorch_rpath::main();
     println!("cargo:rerun-if-changed=csrc/multi_tensor.cpp");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_INCLUDE");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else { return };
-    let include = std::path::Path::new(&lib).with_file_name("include");
+    // The headers beside the library, unless LIBTORCH_INCLUDE names their root, as torch-sys reads it.
+    let include = match std::env::var("LIBTORCH_INCLUDE") {
+        Ok(root) => std::path::Path::new(&root).join("include"),
+        Err(_) => std::path::Path::new(&lib).with_file_name("include"),
+    };
     // Every LibTorch since 2.7 (pip wheels and downloads) uses the C++11 ABI; torch-sys defaults to it too.
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
     cc::Build::new()
