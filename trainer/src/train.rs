@@ -868,6 +868,43 @@ mod run_tests {
         }
     }
 
+    /// Both backends keep the same optimizer state (burn's `AdamWState`, whichever AdamW runs): a run that one
+    /// backend stops and the other resumes ends where a straight run ends. Rounding differs between backends
+    /// (~1e-6); losing the moments at the switch would move the weights by about the learning rate (1e-3).
+    #[cfg(feature = "tch")]
+    #[test]
+    fn a_checkpoint_resumes_on_the_other_backend() {
+        let data = data_dir();
+        let on = |backend: &str| TrainConfig { backend: backend.to_owned(), sample_every: 0, ..config() };
+        let weights = |run: &Path| {
+            let bytes = std::fs::read(run.join("checkpoints/step-000006").join(WEIGHTS_FILE)).unwrap();
+            let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+            let mut names = tensors.names();
+            names.sort();
+            names
+                .into_iter()
+                .flat_map(|name| {
+                    let data = tensors.tensor(name).unwrap().data().to_vec();
+                    data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        };
+        let straight = tempfile::tempdir().unwrap();
+        train(&on("tch"), data.path(), straight.path(), &Resume::Latest, &mut |_| {}).unwrap();
+        let expected = weights(straight.path());
+        for (first, second) in [("tch", "flex"), ("flex", "tch")] {
+            let split = tempfile::tempdir().unwrap();
+            let stop = TrainConfig { stop_at: Some(3), ..on(first) };
+            train(&stop, data.path(), split.path(), &Resume::Latest, &mut |_| {}).unwrap();
+            let report = train(&on(second), data.path(), split.path(), &Resume::Latest, &mut |_| {}).unwrap();
+            assert_eq!(report.step, 6);
+            let got = weights(split.path());
+            assert_eq!(got.len(), expected.len());
+            let worst = got.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(worst < 1e-4, "{first} then {second}: weights differ by up to {worst}");
+        }
+    }
+
     #[test]
     fn a_stopped_and_resumed_run_equals_a_straight_one() {
         let data = data_dir();
