@@ -57,7 +57,7 @@ fn gradients(device: &Device) {
 
 /// The bounds are the CPU unit test's: the kernels compute in f32 either way.
 fn optimizer(device: &Device) {
-    let d = revgen_trainer::adamw::compare_with_burn(device);
+    let d = revgen_trainer::adamw::matches_burn(device);
     println!(
         "{}",
         serde_json::json!({"check": "adamw", "device": format!("{device:?}"), "max_param_diff": d.params,

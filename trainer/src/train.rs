@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup, ParamId};
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer, Optimizer};
 use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -462,36 +462,27 @@ type Fused = crate::adamw::Queue;
 type Fused = std::convert::Infallible;
 
 impl TrainOptimizer {
-    /// AdamW with decay on matrices only: biases, LayerNorms and (as in nanoGPT) nothing 1-D is decayed. LibTorch
-    /// runs PyTorch's fused AdamW, the pure-Rust backend burn's; both keep the same state, so a checkpoint resumes
-    /// on either backend.
+    /// AdamW with decay on matrices only: biases, LayerNorms and (as in nanoGPT) nothing 1-D is decayed, updating
+    /// in place in one pass ([`crate::adamw`]): LibTorch's fused kernel, or its equivalent on the pure-Rust
+    /// backend. Both keep burn's AdamW state, so a checkpoint resumes on either backend.
     fn new(config: &TrainConfig, model: &Gpt2, backend: Backend) -> Self {
-        let mut vectors = VectorParams(Vec::new());
-        model.visit(&mut vectors);
-        let vectors = ParamGroup::from_ids(vectors.0);
+        let settings = |weight_decay: f64| (config.beta1, config.beta2, 1e-8, weight_decay);
         #[cfg(feature = "tch")]
         if backend == Backend::Tch {
             let queue = crate::adamw::Queue::default();
-            let adamw = |weight_decay: f64| crate::adamw::FusedAdamW {
-                beta_1: config.beta1,
-                beta_2: config.beta2,
-                epsilon: 1e-8,
-                weight_decay,
-                queue: queue.clone(),
+            let adamw = |weight_decay: f64| {
+                let (beta_1, beta_2, epsilon, weight_decay) = settings(weight_decay);
+                crate::adamw::FusedAdamW { beta_1, beta_2, epsilon, weight_decay, queue: queue.clone() }
             };
-            let params = ModuleOptimizer::from(adamw(config.weight_decay)).with_group(vectors, adamw(0.0), None);
-            return Self { params, fused: Some(queue) };
+            return Self { params: grouped(adamw, config.weight_decay, model), fused: Some(queue) };
         }
         #[cfg(not(feature = "tch"))]
         let _ = backend;
         let adamw = |weight_decay: f64| {
-            AdamWConfig::new()
-                .with_beta_1(config.beta1 as f32)
-                .with_beta_2(config.beta2 as f32)
-                .with_epsilon(1e-8)
-                .with_weight_decay(weight_decay as f32)
+            let (beta_1, beta_2, epsilon, weight_decay) = settings(weight_decay);
+            crate::adamw::flex::FlexAdamW { beta_1, beta_2, epsilon, weight_decay }
         };
-        Self { params: adamw(config.weight_decay).init().with_group(vectors, adamw(0.0).build(), None), fused: None }
+        Self { params: grouped(adamw, config.weight_decay, model), fused: None }
     }
 
     /// Clips the gradients to the global norm `max_norm` (0 = off) and updates `model`. Returns the model and the
@@ -507,6 +498,13 @@ impl TrainOptimizer {
             }
         }
     }
+}
+
+/// `adamw(weight_decay)` for the matrices and `adamw(0)` for the vectors of `model`.
+fn grouped<O: Optimizer>(adamw: impl Fn(f64) -> O, weight_decay: f64, model: &Gpt2) -> ModuleOptimizer {
+    let mut vectors = VectorParams(Vec::new());
+    model.visit(&mut vectors);
+    ModuleOptimizer::from(adamw(weight_decay)).with_group(ParamGroup::from_ids(vectors.0), adamw(0.0), None)
 }
 
 /// Ids of the 1-D parameters.
@@ -779,8 +777,12 @@ mod tests {
         let grads =
             |model: &Gpt2| GradientsParams::from_grads(model.loss(inputs.clone(), targets.clone()).backward(), model);
         let mut fused = TrainOptimizer::new(&config, &start, Backend::Tch);
-        let mut burns = TrainOptimizer::new(&config, &start, Backend::Flex);
-        assert!(fused.fused.is_some() && burns.fused.is_none());
+        let burns_adamw = |weight_decay: f64| {
+            let config = burn::optim::AdamWConfig::new().with_beta_1(0.9).with_beta_2(0.999).with_epsilon(1e-8);
+            config.with_weight_decay(weight_decay as f32).build()
+        };
+        let mut burns = TrainOptimizer { params: grouped(burns_adamw, 0.1, &start), fused: None };
+        assert!(fused.fused.is_some());
         let (mut ours, mut theirs) = (start.clone(), start.clone());
         for _ in 0..2 {
             let (our_grads, their_grads) = (grads(&ours), grads(&theirs));

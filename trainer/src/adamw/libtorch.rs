@@ -1,14 +1,13 @@
 //! AdamW and gradient clipping on LibTorch, as PyTorch's `fused=True` does them: one multi-tensor call per update.
 //!
-//! burn's optimizers work one parameter tensor at a time, and its AdamW is functional: about fifteen passes over
-//! every parameter and eight temporaries. On the CPU at 124M those element-wise passes were ~17% of a step; PyTorch's
-//! single-tensor AdamW in place still made ten passes (272 ms per update at 124M on 2 cores, against 30 ms for the
-//! fused kernel). On CUDA each pass is a kernel launch per parameter tensor: ~1,500 launches per update at 124M.
-//! So [`FusedAdamW`] plugs into burn's [`ModuleOptimizer`] (which keeps the parameter groups, the learning rate
-//! and the state records, so `optimizer.bpk` keeps its format) but only queues each parameter's update; [`step`]
-//! then applies the whole queue with LibTorch's `_fused_adamw_`, which also divides the gradients by the clipping
-//! factor, and computes the global norm with `_foreach_norm`. Neither reads anything back to the host, so on a GPU
-//! the host keeps queueing work. The pure-Rust backend keeps burn's AdamW.
+//! burn's optimizers work one parameter tensor at a time. PyTorch's single-tensor AdamW in place still makes ten
+//! passes (272 ms per update at 124M on 2 cores, against 30 ms for the fused kernel), and on CUDA each pass is a
+//! kernel launch per parameter tensor: ~1,500 launches per update at 124M. So [`FusedAdamW`] plugs into burn's
+//! [`ModuleOptimizer`] (which keeps the parameter groups, the learning rate and the state records) but only queues
+//! each parameter's update; [`step`] then applies the whole queue with LibTorch's `_fused_adamw_`, which also
+//! divides the gradients by the clipping factor, and computes the global norm with `_foreach_norm`
+//! (`csrc/multi_tensor.cpp`: tch binds neither). Nothing is read back to the host, so on a GPU the host keeps
+//! queueing work.
 
 #![allow(deprecated)] // burn-tch is deprecated upstream after 0.22; it is still our production backend.
 
@@ -231,44 +230,15 @@ unsafe extern "C" {
     );
 }
 
-/// How far [`FusedAdamW`] ends from burn's AdamW after ten steps from the same parameters and gradients.
-#[derive(Debug)]
-pub struct Difference {
-    /// Largest absolute difference of the parameters (values of order 1).
-    pub params: f32,
-    /// Largest absolute difference of the second moments (values of order 1e-2).
-    pub moment_2: f32,
-    /// The step count in the fused optimizer's state (10).
-    pub steps: usize,
-}
-
-/// Runs both optimizers for ten steps on `device` (weight decay 0.1, β₂ 0.95, and a zero learning rate at the
-/// sixth step, as a warmup starts) and compares them. `device` has no autodiff: optimizers see plain tensors. The
-/// unit test runs it on the CPU, `cuda_check` on a GPU.
-pub fn compare_with_burn(device: &Device) -> Difference {
-    use burn::optim::AdamWConfig;
-    use burn::tensor::Distribution;
-
-    let ours = FusedAdamW { beta_1: 0.9, beta_2: 0.95, epsilon: 1e-8, weight_decay: 0.1, queue: Queue::default() };
-    let burns = AdamWConfig::new()
-        .with_beta_1(ours.beta_1 as f32)
-        .with_beta_2(ours.beta_2 as f32)
-        .with_epsilon(ours.epsilon as f32)
-        .with_weight_decay(ours.weight_decay as f32)
-        .build();
-    let start = Tensor::<2>::random([64, 48], Distribution::Normal(0.0, 1.0), device);
-    let (mut a, mut b) = (start.clone(), start);
-    let (mut a_state, mut b_state) = (None, None);
-    for step in 0..10 {
-        let grad = Tensor::<2>::random([64, 48], Distribution::Normal(0.0, 0.1), device);
-        let lr = if step == 5 { 0.0 } else { 3e-3 };
-        (a, a_state) = ours.step(lr, a, grad.clone(), a_state);
+/// [`super::compare_with_burn`] for [`FusedAdamW`] on `device` (LibTorch, without autodiff).
+pub fn matches_burn(device: &Device) -> super::Difference {
+    let (beta_1, beta_2, epsilon, weight_decay) = super::COMPARED;
+    let ours = FusedAdamW { beta_1, beta_2, epsilon, weight_decay, queue: Queue::default() };
+    super::compare_with_burn(device, |lr, p, g, state| {
+        let stepped = ours.step(lr, p, g, state);
         ours.queue.apply(None);
-        (b, b_state) = burns.step(lr, b, grad, b_state);
-    }
-    let max_abs = |x: Tensor<2>, y: Tensor<2>| (x - y).abs().max().into_scalar::<f32>();
-    let (a_state, b_state) = (a_state.expect("a state").momentum, b_state.expect("a state").momentum);
-    Difference { params: max_abs(a, b), moment_2: max_abs(a_state.moment_2, b_state.moment_2), steps: a_state.time }
+        stepped
+    })
 }
 
 /// The LibTorch tensor, contiguous and not shared: copied first if anything else shares its storage (an update in
@@ -296,7 +266,7 @@ mod tests {
     /// Ten steps on the same parameters and gradients: this optimizer against burn's AdamW.
     #[test]
     fn matches_burns_adamw() {
-        let difference = compare_with_burn(&Backend::Tch.inference_device("cpu").unwrap());
+        let difference = matches_burn(&Backend::Tch.inference_device("cpu").unwrap());
         assert!(difference.params < 1e-5 && difference.moment_2 < 1e-7, "{difference:?}");
         assert_eq!(difference.steps, 10);
     }

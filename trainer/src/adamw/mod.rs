@@ -1,0 +1,61 @@
+//! AdamW as PyTorch's `fused=True` runs it: one pass over each parameter, its gradient and its moments, in place.
+//!
+//! burn's AdamW is functional: about fifteen passes over every parameter, eight of them into fresh tensors. At
+//! 124M parameters that was 1.36–1.51 s per update on the pure-Rust backend (2 cores; 0.13 s in one pass) and, on
+//! LibTorch, ten kernel calls per parameter tensor. Both backends here keep burn's [`burn::optim::AdamWState`] as their state, so
+//! `optimizer.bpk` keeps its format and a checkpoint resumes on either backend.
+//! - [`flex`]: the pure-Rust backend, one parallel pass per parameter tensor over its storage.
+//! - `libtorch` (feature `tch`): LibTorch's own fused multi-tensor kernel, one call per update, with the
+//!   gradient clipping folded in and nothing read back to the host.
+
+pub mod flex;
+#[cfg(feature = "tch")]
+mod libtorch;
+
+#[cfg(feature = "tch")]
+pub use libtorch::{FusedAdamW, Queue, matches_burn, step};
+
+use burn::optim::{AdamWConfig, AdamWState, Optimizer};
+use burn::tensor::{Device, Distribution, Tensor};
+
+/// The settings [`compare_with_burn`] runs both optimizers with: β₁, β₂, ε, weight decay.
+pub const COMPARED: (f64, f64, f64, f64) = (0.9, 0.95, 1e-8, 0.1);
+
+/// How far an AdamW ends from burn's after ten steps from the same parameters and gradients.
+#[derive(Debug)]
+pub struct Difference {
+    /// Largest absolute difference of the parameters (values of order 1).
+    pub params: f32,
+    /// Largest absolute difference of the second moments (values of order 1e-2).
+    pub moment_2: f32,
+    /// The step count in the compared optimizer's state (10).
+    pub steps: usize,
+}
+
+/// Runs `step` (an AdamW with the [`COMPARED`] settings) and burn's AdamW for ten steps on `device` (without
+/// autodiff: optimizers see plain tensors), with a zero learning rate at the sixth step as a warmup starts, and
+/// compares them. The unit tests run it on the CPU, `cuda_check` on a GPU.
+pub fn compare_with_burn(
+    device: &Device,
+    mut step: impl FnMut(f64, Tensor<2>, Tensor<2>, Option<AdamWState<2>>) -> (Tensor<2>, Option<AdamWState<2>>),
+) -> Difference {
+    let (beta_1, beta_2, epsilon, weight_decay) = COMPARED;
+    let burns = AdamWConfig::new()
+        .with_beta_1(beta_1 as f32)
+        .with_beta_2(beta_2 as f32)
+        .with_epsilon(epsilon as f32)
+        .with_weight_decay(weight_decay as f32)
+        .build();
+    let start = Tensor::<2>::random([64, 48], Distribution::Normal(0.0, 1.0), device);
+    let (mut a, mut b) = (start.clone(), start);
+    let (mut a_state, mut b_state) = (None, None);
+    for i in 0..10 {
+        let grad = Tensor::<2>::random([64, 48], Distribution::Normal(0.0, 0.1), device);
+        let lr = if i == 5 { 0.0 } else { 3e-3 };
+        (a, a_state) = step(lr, a, grad.clone(), a_state);
+        (b, b_state) = burns.step(lr, b, grad, b_state);
+    }
+    let max_abs = |x: Tensor<2>, y: Tensor<2>| (x - y).abs().max().into_scalar::<f32>();
+    let (a_state, b_state) = (a_state.expect("a state").momentum, b_state.expect("a state").momentum);
+    Difference { params: max_abs(a, b), moment_2: max_abs(a_state.moment_2, b_state.moment_2), steps: a_state.time }
+}
