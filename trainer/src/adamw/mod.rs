@@ -2,8 +2,8 @@
 //!
 //! burn's AdamW is functional: about fifteen passes over every parameter, eight of them into fresh tensors. At
 //! 124M parameters that was 1.36–1.51 s per update on the pure-Rust backend (2 cores; 0.13 s in one pass) and, on
-//! LibTorch, ten kernel calls per parameter tensor. Both backends here keep burn's [`burn::optim::AdamWState`] as their state, so
-//! `optimizer.bpk` keeps its format and a checkpoint resumes on either backend.
+//! LibTorch, ten kernel calls per parameter tensor. Both backends here keep burn's [`burn::optim::AdamWState`] as
+//! their state, so `optimizer.bpk` keeps its format and a checkpoint resumes on either backend.
 //! - [`flex`]: the pure-Rust backend, one parallel pass per parameter tensor over its storage.
 //! - `libtorch` (feature `tch`): LibTorch's own fused multi-tensor kernel, one call per update, with the
 //!   gradient clipping folded in and nothing read back to the host.
