@@ -1,7 +1,8 @@
 // The two multi-tensor LibTorch operations the trainer needs that tch does not bind (its generator skips every
 // `_foreach*` and `_fused_adam*` operator): the global gradient norm and AdamW over all parameters at once.
 // One call each per optimizer update instead of one small kernel per parameter tensor and operation: ~1,500
-// launches per update at 124M on CUDA, and on the CPU one vectorised pass instead of ten (trainer/src/adamw/libtorch.rs).
+// launches per update at 124M on CUDA, and on the CPU one vectorised pass instead of ten
+// (trainer/src/adamw/libtorch.rs).
 //
 // Tensors cross as tch's handles (`tensor` in torch-sys's torch_api.h is a `torch::Tensor *`). Errors come back
 // as a malloc'ed message in `*error`, which the caller frees.
