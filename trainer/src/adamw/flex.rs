@@ -4,7 +4,7 @@
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
-use burn::optim::{AdamWState, AdaptiveMomentumState, LearningRate, Optimizer};
+use burn::optim::{AdamWState, LearningRate, Optimizer};
 use burn::tensor::{Device, Tensor};
 use rayon::prelude::*;
 
@@ -27,23 +27,17 @@ impl Optimizer for FlexAdamW {
         grad: Tensor<D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
-        // Zero moments before the first step give burn's first moments exactly: 0·β + g·(1−β).
-        let (time, m, v) = match state {
-            Some(s) => (s.momentum.time + 1, s.momentum.moment_1, s.momentum.moment_2),
-            None => (1, grad.zeros_like(), grad.zeros_like()),
-        };
+        let (time, m, v) = super::next_step(state, &grad);
         let grad = compact(grad);
         let (mut p, mut m, mut v) = (compact(tensor), compact(m), compact(v));
         // storage_mut copies a storage that something else shares first, so only our tensors change.
         update(p.storage_mut(), grad.storage(), m.storage_mut(), v.storage_mut(), lr, time, self);
         let wrap = |t: FlexTensor| Tensor::<D>::from_primitive::<Flex>(t);
-        let momentum = AdaptiveMomentumState::new(time, wrap(m), wrap(v));
-        (wrap(p), Some(AdamWState::new(momentum)))
+        (wrap(p), Some(super::state(time, wrap(m), wrap(v))))
     }
 
-    fn to_device<const D: usize>(mut state: Self::State<D>, device: &Device) -> Self::State<D> {
-        state.momentum = state.momentum.to_device(device);
-        state
+    fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
+        super::state_to_device(state, device)
     }
 }
 

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use burn::backend::LibTorch;
 use burn::backend::libtorch::TchTensor;
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::{AdamWState, AdaptiveMomentumState, GradientsParams, LearningRate, ModuleOptimizer, Optimizer};
+use burn::optim::{AdamWState, GradientsParams, LearningRate, ModuleOptimizer, Optimizer};
 use burn::tensor::{Device, Tensor};
 use torch_sys::C_tensor;
 
@@ -67,11 +67,7 @@ impl Optimizer for FusedAdamW {
         grad: Tensor<D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
-        // Zero moments before the first step give burn's first moments exactly: 0·β + g·(1−β).
-        let (time, m, v) = match state {
-            Some(s) => (s.momentum.time + 1, s.momentum.moment_1, s.momentum.moment_2),
-            None => (1, grad.zeros_like(), grad.zeros_like()),
-        };
+        let (time, m, v) = super::next_step(state, &grad);
         let (p, g, m, v) = (own(tensor), own(grad), own(m), own(v));
         let settings = Settings {
             lr,
@@ -89,13 +85,11 @@ impl Optimizer for FusedAdamW {
             settings,
         });
         let wrap = |t: TchTensor| Tensor::<D>::from_primitive::<LibTorch>(t);
-        let momentum = AdaptiveMomentumState::new(time, wrap(m), wrap(v));
-        (wrap(p), Some(AdamWState::new(momentum)))
+        (wrap(p), Some(super::state(time, wrap(m), wrap(v))))
     }
 
-    fn to_device<const D: usize>(mut state: Self::State<D>, device: &Device) -> Self::State<D> {
-        state.momentum = state.momentum.to_device(device);
-        state
+    fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
+        super::state_to_device(state, device)
     }
 }
 

@@ -15,8 +15,27 @@ mod libtorch;
 #[cfg(feature = "tch")]
 pub use libtorch::{FusedAdamW, Queue, matches_burn, step};
 
-use burn::optim::{AdamWConfig, AdamWState, Optimizer};
+use burn::optim::{AdamWConfig, AdamWState, AdaptiveMomentumState, Optimizer};
 use burn::tensor::{Device, Distribution, Tensor};
+
+/// The number of the update about to run (from 1) and the moments it starts from: zero moments shaped like
+/// `grad` before the first update, which give burn's first moments exactly (0·β + g·(1−β)).
+fn next_step<const D: usize>(state: Option<AdamWState<D>>, grad: &Tensor<D>) -> (usize, Tensor<D>, Tensor<D>) {
+    match state {
+        Some(s) => (s.momentum.time + 1, s.momentum.moment_1, s.momentum.moment_2),
+        None => (1, grad.zeros_like(), grad.zeros_like()),
+    }
+}
+
+/// burn's AdamW state after update `time`.
+fn state<const D: usize>(time: usize, moment_1: Tensor<D>, moment_2: Tensor<D>) -> AdamWState<D> {
+    AdamWState::new(AdaptiveMomentumState::new(time, moment_1, moment_2))
+}
+
+fn state_to_device<const D: usize>(mut state: AdamWState<D>, device: &Device) -> AdamWState<D> {
+    state.momentum = state.momentum.to_device(device);
+    state
+}
 
 /// The settings [`compare_with_burn`] runs both optimizers with: β₁, β₂, ε, weight decay.
 pub const COMPARED: (f64, f64, f64, f64) = (0.9, 0.95, 1e-8, 0.1);
