@@ -22,6 +22,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::adamw::Hyperparameters;
 use crate::backend::Backend;
 use crate::checkpoint::{self, State};
 use crate::data::{Dataset, Position, TokenStream};
@@ -466,23 +467,21 @@ impl TrainOptimizer {
     /// in place in one pass ([`crate::adamw`]): LibTorch's fused kernel, or its equivalent on the pure-Rust
     /// backend. Both keep burn's AdamW state, so a checkpoint resumes on either backend.
     fn new(config: &TrainConfig, model: &Gpt2, backend: Backend) -> Self {
-        let settings = |weight_decay: f64| (config.beta1, config.beta2, 1e-8, weight_decay);
+        let hyperparameters = Hyperparameters {
+            beta_1: config.beta1,
+            beta_2: config.beta2,
+            epsilon: 1e-8,
+            weight_decay: config.weight_decay,
+        };
         #[cfg(feature = "tch")]
         if backend == Backend::Tch {
             let queue = crate::adamw::Queue::default();
-            let adamw = |weight_decay: f64| {
-                let (beta_1, beta_2, epsilon, weight_decay) = settings(weight_decay);
-                crate::adamw::FusedAdamW { beta_1, beta_2, epsilon, weight_decay, queue: queue.clone() }
-            };
-            return Self { params: grouped(adamw, config.weight_decay, model), fused: Some(queue) };
+            let adamw = |hyperparameters| crate::adamw::FusedAdamW { hyperparameters, queue: queue.clone() };
+            return Self { params: grouped(adamw, hyperparameters, model), fused: Some(queue) };
         }
         #[cfg(not(feature = "tch"))]
         let _ = backend;
-        let adamw = |weight_decay: f64| {
-            let (beta_1, beta_2, epsilon, weight_decay) = settings(weight_decay);
-            crate::adamw::flex::FlexAdamW { beta_1, beta_2, epsilon, weight_decay }
-        };
-        Self { params: grouped(adamw, config.weight_decay, model), fused: None }
+        Self { params: grouped(crate::adamw::flex::FlexAdamW, hyperparameters, model), fused: None }
     }
 
     /// Clips the gradients to the global norm `max_norm` (0 = off) and updates `model`. Returns the model and the
@@ -500,11 +499,16 @@ impl TrainOptimizer {
     }
 }
 
-/// `adamw(weight_decay)` for the matrices and `adamw(0)` for the vectors of `model`.
-fn grouped<O: Optimizer>(adamw: impl Fn(f64) -> O, weight_decay: f64, model: &Gpt2) -> ModuleOptimizer {
+/// `adamw(hyperparameters)` for the matrices of `model`, and for its vectors the same without weight decay.
+fn grouped<O: Optimizer>(
+    adamw: impl Fn(Hyperparameters) -> O,
+    hyperparameters: Hyperparameters,
+    model: &Gpt2,
+) -> ModuleOptimizer {
     let mut vectors = VectorParams(Vec::new());
     model.visit(&mut vectors);
-    ModuleOptimizer::from(adamw(weight_decay)).with_group(ParamGroup::from_ids(vectors.0), adamw(0.0), None)
+    let plain = adamw(hyperparameters.with_weight_decay(0.0));
+    ModuleOptimizer::from(adamw(hyperparameters)).with_group(ParamGroup::from_ids(vectors.0), plain, None)
 }
 
 /// Ids of the 1-D parameters.
@@ -777,11 +781,9 @@ mod tests {
         let grads =
             |model: &Gpt2| GradientsParams::from_grads(model.loss(inputs.clone(), targets.clone()).backward(), model);
         let mut fused = TrainOptimizer::new(&config, &start, Backend::Tch);
-        let burns_adamw = |weight_decay: f64| {
-            let config = burn::optim::AdamWConfig::new().with_beta_1(0.9).with_beta_2(0.999).with_epsilon(1e-8);
-            config.with_weight_decay(weight_decay as f32).build()
-        };
-        let mut burns = TrainOptimizer { params: grouped(burns_adamw, 0.1, &start), fused: None };
+        let hyperparameters = Hyperparameters { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-8, weight_decay: 0.1 };
+        let mut burns =
+            TrainOptimizer { params: grouped(Hyperparameters::burns, hyperparameters, &start), fused: None };
         assert!(fused.fused.is_some());
         let (mut ours, mut theirs) = (start.clone(), start.clone());
         for _ in 0..2 {

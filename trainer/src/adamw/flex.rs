@@ -8,14 +8,11 @@ use burn::optim::{AdamWState, LearningRate, Optimizer};
 use burn::tensor::{Device, Tensor};
 use rayon::prelude::*;
 
-/// The hyper-parameters of [`burn::optim::AdamWConfig`] that revgen sets.
+use super::Hyperparameters;
+
+/// AdamW for the pure-Rust backend.
 #[derive(Clone, Debug)]
-pub struct FlexAdamW {
-    pub beta_1: f64,
-    pub beta_2: f64,
-    pub epsilon: f64,
-    pub weight_decay: f64,
-}
+pub struct FlexAdamW(pub Hyperparameters);
 
 impl Optimizer for FlexAdamW {
     type State<const D: usize> = AdamWState<D>;
@@ -31,7 +28,7 @@ impl Optimizer for FlexAdamW {
         let grad = compact(grad);
         let (mut p, mut m, mut v) = (compact(tensor), compact(m), compact(v));
         // storage_mut copies a storage that something else shares first, so only our tensors change.
-        update(p.storage_mut(), grad.storage(), m.storage_mut(), v.storage_mut(), lr, time, self);
+        update(p.storage_mut(), grad.storage(), m.storage_mut(), v.storage_mut(), lr, time, &self.0);
         let wrap = |t: FlexTensor| Tensor::<D>::from_primitive::<Flex>(t);
         (wrap(p), Some(super::state(time, wrap(m), wrap(v))))
     }
@@ -42,7 +39,7 @@ impl Optimizer for FlexAdamW {
 }
 
 /// One AdamW step, elementwise: `p`, `m` and `v` updated for the gradient `g` at step `t` (from 1).
-fn update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], lr: f64, t: usize, h: &FlexAdamW) {
+fn update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], lr: f64, t: usize, h: &Hyperparameters) {
     assert!(p.len() == g.len() && m.len() == g.len() && v.len() == g.len(), "AdamW: tensors of different sizes");
     let t = t as i32;
     let decay = (1.0 - lr * h.weight_decay) as f32;
@@ -85,8 +82,7 @@ mod tests {
     /// Ten steps on the same parameters and gradients: this optimizer against burn's AdamW.
     #[test]
     fn matches_burns_adamw() {
-        let (beta_1, beta_2, epsilon, weight_decay) = crate::adamw::COMPARED;
-        let ours = FlexAdamW { beta_1, beta_2, epsilon, weight_decay };
+        let ours = FlexAdamW(crate::adamw::COMPARED);
         let device = Backend::Flex.inference_device("cpu").unwrap();
         let difference = crate::adamw::compare_with_burn(&device, |lr, p, g, state| ours.step(lr, p, g, state));
         assert!(difference.params < 1e-5 && difference.moment_2 < 1e-7, "{difference:?}");
@@ -97,7 +93,7 @@ mod tests {
     #[test]
     fn views_and_shared_tensors_are_copied() {
         let device = Backend::Flex.inference_device("cpu").unwrap();
-        let h = FlexAdamW { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-8, weight_decay: 0.0 };
+        let h = FlexAdamW(Hyperparameters { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-8, weight_decay: 0.0 });
         let values: Vec<f32> = (0..12).map(|i| i as f32 - 5.5).collect();
         let transposed = Tensor::<1>::from_floats(values.as_slice(), &device).reshape([4, 3]).swap_dims(0, 1);
         let start = Tensor::<2>::zeros([3, 4], &device);

@@ -21,13 +21,12 @@ use burn::optim::{AdamWState, GradientsParams, LearningRate, ModuleOptimizer, Op
 use burn::tensor::{Device, Tensor};
 use torch_sys::C_tensor;
 
-/// The hyper-parameters of [`burn::optim::AdamWConfig`] that revgen sets, and the queue that [`step`] applies.
+use super::Hyperparameters;
+
+/// AdamW for LibTorch: its settings, and the queue that [`step`] applies.
 #[derive(Clone)]
 pub struct FusedAdamW {
-    pub beta_1: f64,
-    pub beta_2: f64,
-    pub epsilon: f64,
-    pub weight_decay: f64,
+    pub hyperparameters: Hyperparameters,
     pub queue: Queue,
 }
 
@@ -50,10 +49,7 @@ struct Update {
 struct Settings {
     lr: f64,
     time: usize,
-    beta_1: f64,
-    beta_2: f64,
-    epsilon: f64,
-    weight_decay: f64,
+    hyperparameters: Hyperparameters,
 }
 
 impl Optimizer for FusedAdamW {
@@ -69,14 +65,7 @@ impl Optimizer for FusedAdamW {
     ) -> (Tensor<D>, Option<Self::State<D>>) {
         let (time, m, v) = super::next_step(state, &grad);
         let (p, g, m, v) = (own(tensor), own(grad), own(m), own(v));
-        let settings = Settings {
-            lr,
-            time,
-            beta_1: self.beta_1,
-            beta_2: self.beta_2,
-            epsilon: self.epsilon,
-            weight_decay: self.weight_decay,
-        };
+        let settings = Settings { lr, time, hyperparameters: self.hyperparameters };
         self.queue.lock().push(Update {
             param: p.tensor.shallow_clone(),
             grad: g.tensor.shallow_clone(),
@@ -168,6 +157,7 @@ fn fused_adamw(group: &[Update], s: Settings, grad_scale: Option<&tch::Tensor>) 
     let (moments_1, moments_2) = (handles(|u| &u.moment_1), handles(|u| &u.moment_2));
     let step = tch::Tensor::full([], s.time as f64, (tch::Kind::Float, group[0].param.device()));
     let scale = grad_scale.map_or(std::ptr::null(), tch::Tensor::as_ptr);
+    let h = s.hyperparameters;
     let mut error = std::ptr::null_mut();
     // SAFETY: every handle is a live tch tensor for the duration of the call, and the four lists have one entry
     // per update.
@@ -180,10 +170,10 @@ fn fused_adamw(group: &[Update], s: Settings, grad_scale: Option<&tch::Tensor>) 
             group.len(),
             step.as_ptr(),
             s.lr,
-            s.beta_1,
-            s.beta_2,
-            s.weight_decay,
-            s.epsilon,
+            h.beta_1,
+            h.beta_2,
+            h.weight_decay,
+            h.epsilon,
             scale,
             &mut error,
         )
@@ -226,8 +216,7 @@ unsafe extern "C" {
 
 /// [`super::compare_with_burn`] for [`FusedAdamW`] on `device` (LibTorch, without autodiff).
 pub fn matches_burn(device: &Device) -> super::Difference {
-    let (beta_1, beta_2, epsilon, weight_decay) = super::COMPARED;
-    let ours = FusedAdamW { beta_1, beta_2, epsilon, weight_decay, queue: Queue::default() };
+    let ours = FusedAdamW { hyperparameters: super::COMPARED, queue: Queue::default() };
     super::compare_with_burn(device, |lr, p, g, state| {
         let stepped = ours.step(lr, p, g, state);
         ours.queue.apply(None);
@@ -254,7 +243,8 @@ mod tests {
     use crate::backend::Backend;
 
     fn adamw(beta_2: f64, weight_decay: f64) -> FusedAdamW {
-        FusedAdamW { beta_1: 0.9, beta_2, epsilon: 1e-8, weight_decay, queue: Queue::default() }
+        let hyperparameters = Hyperparameters { beta_1: 0.9, beta_2, epsilon: 1e-8, weight_decay };
+        FusedAdamW { hyperparameters, queue: Queue::default() }
     }
 
     /// Ten steps on the same parameters and gradients: this optimizer against burn's AdamW.

@@ -15,7 +15,7 @@ mod libtorch;
 #[cfg(feature = "tch")]
 pub use libtorch::{FusedAdamW, Queue, matches_burn, step};
 
-use burn::optim::{AdamWConfig, AdamWState, AdaptiveMomentumState, Optimizer};
+use burn::optim::{AdamW, AdamWConfig, AdamWState, AdaptiveMomentumState, Optimizer};
 use burn::tensor::{Device, Distribution, Tensor};
 
 /// The number of the update about to run (from 1) and the moments it starts from: zero moments shaped like
@@ -37,8 +37,35 @@ fn state_to_device<const D: usize>(mut state: AdamWState<D>, device: &Device) ->
     state
 }
 
-/// The settings [`compare_with_burn`] runs both optimizers with: β₁, β₂, ε, weight decay.
-pub const COMPARED: (f64, f64, f64, f64) = (0.9, 0.95, 1e-8, 0.1);
+/// AdamW's settings that revgen sets, for both backends' optimizers; the rest are PyTorch's defaults (no AMSGrad,
+/// no maximising).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Hyperparameters {
+    pub beta_1: f64,
+    pub beta_2: f64,
+    pub epsilon: f64,
+    pub weight_decay: f64,
+}
+
+impl Hyperparameters {
+    /// The same with another weight decay (the vectors' parameter group has none).
+    pub fn with_weight_decay(self, weight_decay: f64) -> Self {
+        Hyperparameters { weight_decay, ..self }
+    }
+
+    /// burn's AdamW with these settings: the reference the tests compare with.
+    pub fn burns(self) -> AdamW {
+        AdamWConfig::new()
+            .with_beta_1(self.beta_1 as f32)
+            .with_beta_2(self.beta_2 as f32)
+            .with_epsilon(self.epsilon as f32)
+            .with_weight_decay(self.weight_decay as f32)
+            .build()
+    }
+}
+
+/// The settings [`compare_with_burn`] runs both optimizers with.
+pub const COMPARED: Hyperparameters = Hyperparameters { beta_1: 0.9, beta_2: 0.95, epsilon: 1e-8, weight_decay: 0.1 };
 
 /// How far an AdamW ends from burn's after ten steps from the same parameters and gradients.
 #[derive(Debug)]
@@ -58,13 +85,7 @@ pub fn compare_with_burn(
     device: &Device,
     mut step: impl FnMut(f64, Tensor<2>, Tensor<2>, Option<AdamWState<2>>) -> (Tensor<2>, Option<AdamWState<2>>),
 ) -> Difference {
-    let (beta_1, beta_2, epsilon, weight_decay) = COMPARED;
-    let burns = AdamWConfig::new()
-        .with_beta_1(beta_1 as f32)
-        .with_beta_2(beta_2 as f32)
-        .with_epsilon(epsilon as f32)
-        .with_weight_decay(weight_decay as f32)
-        .build();
+    let burns = COMPARED.burns();
     let start = Tensor::<2>::random([64, 48], Distribution::Normal(0.0, 1.0), device);
     let (mut a, mut b) = (start.clone(), start);
     let (mut a_state, mut b_state) = (None, None);
