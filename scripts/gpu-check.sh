@@ -90,11 +90,17 @@ PY
         echo "{\"run\": \"$name\", \"peak_gpu_mib\": ${peak:-null}, \"result\": ${line:-null}}" | tee -a "$out/train.jsonl"
     }
     pt="python3 scripts/bench/train_pytorch.py"
+    # Steps 2 and 3 of the throughput runs (before their timed steps) are recorded with PyTorch's profiler, on
+    # both sides (trace NAME: the variables that do it), and summed up side by side at the end.
+    traces=/tmp/revgen-traces
+    rm -rf "$traces"
+    trace() { echo "BENCH_PROFILE_OUT=$traces/$1 TRACE_OUT=$traces/$1"; }
     measure learn-gpt2-bf16 env BENCH_RUN_OUT="$out" .gpu/train_bench gpt2 8 bf16 300 cuda:0 --data .gpu/data
     for spec in "gpt2 768 12 12" "gpt2-medium 1024 24 16"; do
         read -r preset d layers heads <<<"$spec"
-        measure "$preset-bf16-b8" env PEAK_TFLOPS=989 .gpu/train_bench "$preset" 8 bf16 25
-        measure "$preset-pytorch-bf16-b8" $pt "$d" "$layers" "$heads" 1024 8 1024 25 16 /tmp/revgen-bench.bin cuda bf16
+        measure "$preset-bf16-b8" env PEAK_TFLOPS=989 $(trace "$preset-bf16-b8") .gpu/train_bench "$preset" 8 bf16 25
+        measure "$preset-pytorch-bf16-b8" env $(trace "$preset-bf16-b8") \
+            $pt "$d" "$layers" "$heads" 1024 8 1024 25 16 /tmp/revgen-bench.bin cuda bf16
     done
     measure gpt2-f32-b8 .gpu/train_bench gpt2 8 f32 15
     measure gpt2-medium-bf16-b1 .gpu/train_bench gpt2-medium 1 bf16 8
@@ -105,10 +111,21 @@ PY
     measure gpt2-xl-pytorch-bf16-b1 $pt 1600 48 25 1024 1 1024 6 16 /tmp/revgen-bench.bin cuda bf16
     # gpt-2-simple's shape (batch 1 x 1024), where a 124M micro-batch is a few ms of GPU work and the host's
     # per-operation cost shows; and the host's cost per step alone (the thin model, batch 1 x 16).
-    measure gpt2-bf16-b1 env PEAK_TFLOPS=989 .gpu/train_bench gpt2 1 bf16 30
-    measure gpt2-pytorch-bf16-b1 $pt 768 12 12 1024 1 1024 30 16 /tmp/revgen-bench.bin cuda bf16
+    measure gpt2-bf16-b1 env PEAK_TFLOPS=989 $(trace gpt2-bf16-b1) .gpu/train_bench gpt2 1 bf16 30
+    measure gpt2-pytorch-bf16-b1 env $(trace gpt2-bf16-b1) $pt 768 12 12 1024 1 1024 30 16 /tmp/revgen-bench.bin cuda bf16
     measure thin-f32-b1x16 env BENCH_SEQ=16 .gpu/train_bench .gpu/thin 1 f32 40
     measure thin-pytorch-f32-b1x16 $pt 64 12 4 1024 1 16 40 16 /tmp/revgen-bench.bin cuda f32
+    # The traces: per-step operator and kernel tables (revgen | PyTorch) in traces.md, and the raw traces (for
+    # Perfetto) in one archive, as only 8 files come back.
+    for run in gpt2-bf16-b8 gpt2-medium-bf16-b8 gpt2-bf16-b1; do
+        [ -f "$traces/$run/steps-2-3.pt.trace.json" ] && [ -f "$traces/$run/pytorch-steps-2-3.pt.trace.json" ] || continue
+        { echo "## $run"; echo; python3 scripts/trace_summary.py --top 30 "revgen=$traces/$run/steps-2-3.pt.trace.json" \
+            "pytorch=$traces/$run/pytorch-steps-2-3.pt.trace.json"; echo; } >>"$out/traces.md" 2>>"$out/stderr.txt"
+    done
+    if [ -d "$traces" ]; then
+        python3 -c 'import sys, tarfile; t = tarfile.open(sys.argv[1], "w:xz"); t.add(sys.argv[2], "traces"); t.close()' \
+            "$out/traces.tar.xz" "$traces"
+    fi
     ;;
 *)
     echo "usage: $0 build|run" >&2

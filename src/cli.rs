@@ -537,6 +537,10 @@ pub struct TrainArgs {
     /// Recompute activations in the backward pass to save memory (burn's gradient checkpointing).
     #[arg(long)]
     pub gradient_checkpointing: bool,
+    /// Record N steps, after the run's first, with PyTorch's profiler (LibTorch): profile/steps-A-B.pt.trace.json
+    /// in the run directory, every operator and, on CUDA, every kernel; 0 = off.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub profile_steps: u64,
     /// Print the final report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -575,6 +579,7 @@ impl TrainArgs {
             seed: self.seed,
             only_transformer_layers: self.only_transformer_layers,
             gradient_checkpointing: self.gradient_checkpointing,
+            profile_steps: self.profile_steps,
         })
     }
 }

@@ -1,11 +1,11 @@
-//! With feature `tch`: the rpath to libtorch (as for the other crates), and the small C++ file of multi-tensor
-//! operations that tch does not bind (`csrc/multi_tensor.cpp`), compiled against torch-sys's libtorch.
+//! With feature `tch`: the rpath to libtorch (as for the other crates), and the small C++ files for what tch does
+//! not bind (`csrc/`: multi-tensor operations, the profiler), compiled against torch-sys's libtorch.
 #[path = "../build/libtorch_rpath.rs"]
 mod libtorch_rpath;
 
 fn main() {
     libtorch_rpath::main();
-    println!("cargo:rerun-if-changed=csrc/multi_tensor.cpp");
+    println!("cargo:rerun-if-changed=csrc");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     println!("cargo:rerun-if-env-changed=LIBTORCH_INCLUDE");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else { return };
@@ -26,5 +26,6 @@ fn main() {
         .define("GLOG_USE_GLOG_EXPORT", None)
         .warnings(false)
         .file("csrc/multi_tensor.cpp")
-        .compile("revgen_multi_tensor");
+        .file("csrc/profiler.cpp")
+        .compile("revgen_libtorch");
 }

@@ -443,3 +443,31 @@ fn trains_from_and_to_s3_and_resumes_from_the_bucket() {
     assert_eq!(get("run/metrics.jsonl").lines().count(), 9);
     assert!(list().iter().any(|o| o == "run/checkpoints/step-000009/state.json"));
 }
+
+/// `--profile-steps`: on LibTorch, a trace of the steps after the first in the run directory, in PyTorch's
+/// profiler format; on the pure-Rust backend, an error that says why not.
+#[test]
+fn profile_steps_traces_libtorch_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = prepared(dir.path(), "300", true);
+    let run = dir.path().join("run");
+    let args = ["--model", "tiny", "--from-scratch", "--steps", "3", "--seq-len", "32", "--grad-accum", "1"];
+    let mut cmd = train(dir.path(), &data, &run, &args);
+    cmd.args(["--sample-every", "0", "--val-every", "0", "--profile-steps", "1"]);
+    if backend() == "tch" {
+        let out = cmd.output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{said}");
+        let trace = run.join("profile/steps-2-2.pt.trace.json");
+        assert!(said.contains("profile of steps 2-2") && said.contains(&*trace.to_string_lossy()), "{said}");
+        let trace: Value = serde_json::from_slice(&fs::read(&trace).unwrap()).unwrap();
+        let names: Vec<&str> =
+            trace["traceEvents"].as_array().unwrap().iter().filter_map(|e| e["name"].as_str()).collect();
+        assert!(names.contains(&"ProfilerStep#2") && !names.contains(&"ProfilerStep#3"));
+        assert!(names.contains(&"aten::_fused_adamw_"), "LibTorch's operators are in the trace");
+        assert_eq!(metrics(&run).len(), 3);
+    } else {
+        let e = String::from_utf8_lossy(&run_err(&mut cmd).stderr).into_owned();
+        assert!(e.contains("--profile-steps needs --backend tch"), "{e}");
+    }
+}

@@ -10,7 +10,8 @@
 //! `--data DIR` (shards from `revgen prepare --tokenize`) it is a whole run instead: validation and samples every
 //! 50 steps, checkpoints every 100, and the run dir's samples and metrics go to `$BENCH_RUN_OUT` if set.
 //! Prints one JSON object: tokens/s over the steps after the first 3, and MFU against the card's dense peak
-//! given in `PEAK_TFLOPS` (989 for H100/H200 bf16; 0 = not computed).
+//! given in `PEAK_TFLOPS` (989 for H100/H200 bf16; 0 = not computed). With `BENCH_PROFILE_OUT=DIR`, steps 2 and 3
+//! (before the timed ones) are recorded with PyTorch's profiler and their trace is copied to DIR.
 
 use std::io::Write;
 
@@ -39,6 +40,7 @@ fn main() {
         write_data(&dir, 4 << 20);
     }
     let every = if data.is_some() { 50 } else { 0 };
+    let profile_out = std::env::var("BENCH_PROFILE_OUT").ok().map(std::path::PathBuf::from);
 
     let train_config = TrainConfig {
         model: preset.clone(),
@@ -55,11 +57,18 @@ fn main() {
         device: device.clone(),
         precision: precision.parse::<Precision>().unwrap(),
         gradient_checkpointing: checkpointing,
+        profile_steps: if profile_out.is_some() { 2 } else { 0 },
         ..TrainConfig::default()
     };
     let run = dir.join("run");
+    // The run's notes (such as where the profile went, or why it did not) go to stderr; the result to stdout.
+    let mut notes = |event| {
+        if let train::Event::Note(note) = event {
+            eprintln!("{note}");
+        }
+    };
     let report =
-        train::train(&train_config, data.as_deref().unwrap_or(&dir), &run, &Resume::Fresh, &mut |_| {}).unwrap();
+        train::train(&train_config, data.as_deref().unwrap_or(&dir), &run, &Resume::Fresh, &mut notes).unwrap();
     let metrics = train::read_metrics(&run).unwrap();
     let timed = &metrics[3.min(metrics.len() - 1)..];
     let tokens = (batch * seq * timed.len()) as f64;
@@ -77,6 +86,14 @@ fn main() {
     });
     println!("{line}");
     std::io::stdout().flush().unwrap();
+    // No trace is no reason to fail the measurement (the note above says why there is none).
+    if let (Some(out), Ok(traces)) = (profile_out, std::fs::read_dir(run.join("profile"))) {
+        std::fs::create_dir_all(&out).unwrap();
+        for entry in traces {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, out.join(path.file_name().unwrap())).unwrap();
+        }
+    }
     if let Ok(out) = std::env::var("BENCH_RUN_OUT") {
         let out = std::path::Path::new(&out);
         std::fs::create_dir_all(out).unwrap();

@@ -52,6 +52,8 @@ pub enum Error {
              --grad-clip on, and resume from an earlier checkpoint with --resume DIR"
     )]
     Diverged { step: u64, loss: f64, lr: f64 },
+    #[error("PyTorch's profiler: {0}")]
+    Profiler(String),
     #[error("out of memory on {device}: {hint}")]
     OutOfMemory { device: String, hint: String },
 }

@@ -18,6 +18,7 @@ mod libtorch;
 pub mod loss;
 pub mod model;
 pub mod parity;
+pub mod profile;
 pub mod progress;
 pub mod sample;
 pub mod schedule;

@@ -3,7 +3,21 @@
 // burn-tch is deprecated upstream after 0.22; it is still our production CUDA backend (DESIGN.md).
 #![allow(deprecated)]
 
+use std::ffi::{CStr, c_char};
+
 use burn::backend::libtorch::TchTensor;
+
+/// The message of a failed call into revgen's C++ (`csrc/`), which reports errors as a `strdup`ed string in an
+/// out-parameter; `None` when it is null. Frees it.
+pub(crate) fn take_error(error: *mut c_char) -> Option<String> {
+    if error.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null error is a NUL-terminated string from strdup, freed once here.
+    let message = unsafe { CStr::from_ptr(error) }.to_string_lossy().into_owned();
+    unsafe { libc::free(error.cast()) };
+    Some(message)
+}
 
 /// The gradients of `inputs` for the output gradient `grad` (a vector-Jacobian product), computed by LibTorch's
 /// autograd through `forward`, which it runs once more on the inputs as leaves of a fresh graph. For operations

@@ -28,6 +28,7 @@ use crate::checkpoint::{self, State};
 use crate::data::{Dataset, Position, TokenStream};
 use crate::hub::ModelSource;
 use crate::model::{Gpt2, host_values};
+use crate::profile::{self, Profiler};
 use crate::sample::{self, SampleConfig};
 use crate::schedule::{LrSchedule, Schedule};
 use crate::tokenizer::Gpt2Tokenizer;
@@ -40,8 +41,9 @@ pub const SAMPLES_DIR: &str = "samples";
 pub const RUN_FILE: &str = "train.json";
 
 /// Every setting of a training run. The defaults are gpt-2-simple's (`finetune()`), except `--steps`, which counts
-/// updates in total.
+/// updates in total. A setting missing from a saved run (one older than the setting) takes its default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TrainConfig {
     /// HF model directory or preset to start from (ignored when resuming: the checkpoint has the weights).
     pub model: String,
@@ -79,6 +81,8 @@ pub struct TrainConfig {
     pub only_transformer_layers: bool,
     /// Recompute activations in the backward pass instead of keeping them (burn's gradient checkpointing).
     pub gradient_checkpointing: bool,
+    /// Record this many steps with PyTorch's profiler, after the run's first step ([`crate::profile`]); 0 = off.
+    pub profile_steps: u64,
 }
 
 impl Default for TrainConfig {
@@ -114,6 +118,7 @@ impl Default for TrainConfig {
             seed: 0,
             only_transformer_layers: false,
             gradient_checkpointing: false,
+            profile_steps: 0,
         }
     }
 }
@@ -243,6 +248,11 @@ pub fn train(
             return Err(Error::InvalidTraining("--precision bf16 needs --backend tch (--device cuda:N)".to_owned()));
         }
     };
+    if config.profile_steps > 0 && backend != Backend::Tch {
+        return Err(Error::InvalidTraining(
+            "--profile-steps needs --backend tch: it records LibTorch's operators".to_owned(),
+        ));
+    }
     if config.gradient_checkpointing {
         device = device.gradient_checkpointing();
     }
@@ -332,15 +342,27 @@ pub fn train(
     let mut last_saved: Option<PathBuf> = from.clone();
     let mut saved_step = from.as_ref().map(|_| state.step);
     let mut interrupted = false;
+    // --profile-steps: the steps after this run's first, which warms up the allocator and the kernel choices. A
+    // profiler that fails is reported, and the run goes on without it.
+    let profiled = (config.profile_steps > 0).then(|| (state.step + 2, state.step + 1 + config.profile_steps));
+    let mut profiler: Option<Profiler> = None;
     let mut clock = Instant::now();
     while state.step < stop {
         if INTERRUPTED.load(Ordering::SeqCst) {
             interrupted = true;
             break;
         }
+        let number = state.step + 1;
+        if profiled.is_some_and(|(first, _)| number == first) {
+            match Profiler::start(config.device.starts_with("cuda")) {
+                Ok(started) => profiler = Some(started),
+                Err(error) => observe(Event::Note(format!("--profile-steps: {error}; training goes on without it"))),
+            }
+        }
         let started = Instant::now();
         let lr = schedule.at(state.step);
         let stepped = catch_unwind(AssertUnwindSafe(|| {
+            let _span = profile::scope(&format!("ProfilerStep#{number}"));
             train_step(model, &mut optimizer, &mut train_stream, config, seq_len, lr, &device)
         }));
         let (next, loss, grad_norm) = match stepped {
@@ -348,6 +370,12 @@ pub fn train(
             Err(panic) => return Err(out_of_memory(panic, config, seq_len)),
         };
         model = next;
+        if let Some((first, last)) = profiled
+            && number == last
+            && let Some(profiler) = profiler.take()
+        {
+            save_profile(profiler, run, first, last, observe);
+        }
         if !loss.is_finite() {
             return Err(Error::Diverged { step: state.step + 1, loss, lr });
         }
@@ -407,6 +435,14 @@ pub fn train(
             observe(Event::Saved { step, path });
         }
     }
+    match (profiler.take(), profiled) {
+        // Interrupted, or --stop-at or --steps came first.
+        (Some(profiler), Some((first, _))) => save_profile(profiler, run, first, state.step, observe),
+        (None, Some((first, _))) if state.step < first => observe(Event::Note(format!(
+            "--profile-steps: nothing was profiled, as the run ended before step {first} (the first step warms up)"
+        ))),
+        _ => {}
+    }
     if saved_step != Some(state.step) && state.step > 0 {
         let path = save(run, &model, &optimizer.params, &tokenizer, &state, config.keep)?;
         observe(Event::Saved { step: state.step, path: path.clone() });
@@ -424,6 +460,19 @@ pub fn train(
         elapsed_s: state.elapsed_s,
         interrupted,
     })
+}
+
+/// Writes the profiler's trace of steps `first..=last` into the run directory, and says where (or why not).
+fn save_profile(profiler: Profiler, run: &Path, first: u64, last: u64, observe: &mut dyn FnMut(Event)) {
+    let path = profile::trace_path(run, first, last);
+    observe(Event::Note(match profiler.save(&path) {
+        Ok(()) => format!(
+            "profile of steps {first}-{last}: {} (open it in https://ui.perfetto.dev; scripts/trace_summary.py sums \
+             it up)",
+            path.display()
+        ),
+        Err(error) => format!("--profile-steps: the profile of steps {first}-{last} was not saved: {error}"),
+    }));
 }
 
 /// Checks the settings that need no model or data.
@@ -550,15 +599,22 @@ fn train_step(
     let mut accumulator = GradientsAccumulator::new();
     let mut loss_sum: Option<Tensor<1>> = None; // [1]
     for (inputs, targets) in batches {
+        let forward = profile::scope("forward");
         let loss = model.loss(inputs, targets).div_scalar(config.grad_accum as f64); // [1]
         let detached = loss.clone().detach();
         loss_sum = Some(match loss_sum.take() {
             Some(sum) => sum + detached,
             None => detached,
         });
+        drop(forward);
+        let _backward = profile::scope("backward");
         accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
     }
+    let optimizer_span = profile::scope("optimizer");
     let (model, norm) = optimizer.step(lr, model, accumulator.grads(), config.grad_clip);
+    drop(optimizer_span);
+    // On a GPU this is where the host waits for the device to finish the step.
+    let _read = profile::scope("read loss and norm");
     let loss = loss_sum.map_or(0.0, |sum| f64::from(host_values(sum)[0]));
     Ok((model, loss, f64::from(host_values(norm)[0])))
 }
@@ -907,6 +963,62 @@ mod run_tests {
             let worst = got.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
             assert!(worst < 1e-4, "{first} then {second}: weights differ by up to {worst}");
         }
+    }
+
+    /// `--profile-steps 2` records steps 2 and 3 (step 1 warms up) as PyTorch's Chrome trace: the steps and their
+    /// phases are spans, LibTorch's operators are events (the fused attention and AdamW among them), the other
+    /// steps are not in it, and the run learns what it learns without the profiler.
+    #[cfg(feature = "tch")]
+    #[test]
+    fn profiled_steps_are_traced_operator_by_operator() {
+        let data = data_dir();
+        let on = |profile_steps| TrainConfig { backend: "tch".to_owned(), sample_every: 0, profile_steps, ..config() };
+        let run = tempfile::tempdir().unwrap();
+        let mut notes = Vec::new();
+        let mut observe = |e| {
+            if let Event::Note(note) = e {
+                notes.push(note)
+            }
+        };
+        train(&on(2), data.path(), run.path(), &Resume::Latest, &mut observe).unwrap();
+        let path = run.path().join("profile/steps-2-3.pt.trace.json");
+        assert!(notes.iter().any(|n| n.contains(&path.display().to_string())), "{notes:?}");
+        let trace: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let events = trace["traceEvents"].as_array().unwrap();
+        let names: std::collections::HashSet<&str> = events.iter().filter_map(|e| e["name"].as_str()).collect();
+        for name in [
+            "ProfilerStep#2",
+            "ProfilerStep#3",
+            "forward",
+            "backward",
+            "optimizer",
+            "read loss and norm",
+            "aten::scaled_dot_product_attention",
+            "aten::_fused_adamw_",
+            "aten::_foreach_norm",
+        ] {
+            assert!(names.contains(name), "{name} is not in the trace");
+        }
+        assert!(!names.contains("ProfilerStep#1") && !names.contains("ProfilerStep#4"));
+        // Each profiled step runs its 2 micro-batches' forward and backward passes and one update.
+        let count = |name: &str| events.iter().filter(|e| e["name"] == name).count();
+        assert_eq!((count("forward"), count("backward"), count("optimizer")), (4, 4, 2));
+        assert!(!run.path().join("profile/steps-2-3.pt.trace.partial").exists());
+
+        let plain = tempfile::tempdir().unwrap();
+        train(&on(0), data.path(), plain.path(), &Resume::Latest, &mut |_| {}).unwrap();
+        let losses = |run: &Path| read_metrics(run).unwrap().iter().map(|m| m.loss).collect::<Vec<_>>();
+        assert_eq!(losses(run.path()), losses(plain.path()));
+        assert!(!plain.path().join("profile").exists());
+    }
+
+    #[test]
+    fn profiling_needs_libtorch() {
+        let data = data_dir();
+        let run = tempfile::tempdir().unwrap();
+        let config = TrainConfig { profile_steps: 2, ..config() };
+        let error = train(&config, data.path(), run.path(), &Resume::Latest, &mut |_| {}).unwrap_err();
+        assert!(error.to_string().contains("--profile-steps needs --backend tch"), "{error}");
     }
 
     #[test]

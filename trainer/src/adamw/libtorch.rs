@@ -11,7 +11,7 @@
 
 #![allow(deprecated)] // burn-tch is deprecated upstream after 0.22; it is still our production backend.
 
-use std::ffi::{CStr, c_char};
+use std::ffi::c_char;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use burn::backend::LibTorch;
@@ -184,13 +184,9 @@ fn fused_adamw(group: &[Update], s: Settings, grad_scale: Option<&tch::Tensor>) 
 /// Panics with LibTorch's message if `error` is set, as tch does: the training loop turns an out-of-memory panic
 /// into an error that names the settings to lower.
 fn check(error: *mut c_char, what: &str) {
-    if error.is_null() {
-        return;
+    if let Some(message) = crate::libtorch::take_error(error) {
+        panic!("LibTorch failed in {what}: {message}");
     }
-    // SAFETY: a non-null error is a NUL-terminated string from strdup, freed once here.
-    let message = unsafe { CStr::from_ptr(error) }.to_string_lossy().into_owned();
-    unsafe { libc::free(error.cast()) };
-    panic!("LibTorch failed in {what}: {message}");
 }
 
 // csrc/multi_tensor.cpp, compiled by build.rs.
