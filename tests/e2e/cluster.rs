@@ -29,8 +29,13 @@ fn free_port() -> u16 {
 
 fn spawn(dir: &Path, logs: &Path, name: &str, args: &[String]) -> Child {
     let log = fs::File::create(logs.join(format!("{name}.log"))).unwrap();
+    // What an executor killed mid-job leaves in its temporary directory (the quarantine of the object it was
+    // reading) goes away with the test's directory, not into the machine's /tmp.
+    let tmp = dir.join(format!("{name}-tmp"));
+    fs::create_dir_all(&tmp).unwrap();
     Command::new(env!("CARGO_BIN_EXE_revgen"))
         .current_dir(dir)
+        .env("TMPDIR", &tmp)
         .args(args)
         .stdout(log.try_clone().unwrap())
         .stderr(log)
