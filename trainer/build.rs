@@ -1,5 +1,5 @@
 //! With feature `tch`: the rpath to libtorch (as for the other crates), and the small C++ files for what tch does
-//! not bind (`csrc/`: multi-tensor operations, the profiler), compiled against torch-sys's libtorch.
+//! not bind (`csrc/`: operators, the profiler), compiled against torch-sys's libtorch.
 #[path = "../build/libtorch_rpath.rs"]
 mod libtorch_rpath;
 
@@ -25,7 +25,7 @@ fn main() {
         .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
         .define("GLOG_USE_GLOG_EXPORT", None)
         .warnings(false)
-        .file("csrc/multi_tensor.cpp")
+        .file("csrc/operators.cpp")
         .file("csrc/profiler.cpp")
         .compile("revgen_libtorch");
 }

@@ -3,8 +3,8 @@
 //! burn's `layer_norm` is fused on LibTorch for inference, but under autodiff it is the backend trait's default: mean,
 //! subtract, square, mean, add, square root, divide, scale and shift, each recorded and differentiated on its own
 //! (about two dozen kernels per LayerNorm and step, 25 LayerNorms in GPT-2 small). Here it is a backend extension
-//! with its own backward step that keeps only the input: on LibTorch the fused kernels in both directions, on flex
-//! written out.
+//! with its own backward step that keeps only the input: on LibTorch the fused kernels in both directions (the
+//! backward one after the fused forward has recomputed the row statistics), on flex written out.
 
 // burn-tch is deprecated upstream after 0.22; it is still our production CUDA backend (DESIGN.md).
 #![allow(deprecated)]
@@ -117,26 +117,39 @@ impl AffineLayerNormBackward for Flex {
 
 #[cfg(feature = "tch")]
 mod libtorch {
+    use std::ffi::c_char;
+
     use burn::backend::LibTorch;
     use burn::backend::libtorch::TchTensor;
+    use torch_sys::C_tensor;
 
     use super::{AffineLayerNorm, AffineLayerNormBackward};
-    use crate::libtorch::vjp;
+    use crate::libtorch::check;
 
-    fn forward(x: &tch::Tensor, gamma: &tch::Tensor, beta: &tch::Tensor, epsilon: f64) -> tch::Tensor {
-        let d = *x.size().last().expect("a LayerNorm input has a last dimension");
-        x.layer_norm([d], Some(gamma), Some(beta), epsilon, true)
+    // csrc/operators.cpp, compiled by build.rs.
+    unsafe extern "C" {
+        fn revgen_layer_norm_backward(
+            grad: *const C_tensor,
+            x: *const C_tensor,
+            gamma: *const C_tensor,
+            beta: *const C_tensor,
+            eps: f64,
+            out: *mut *mut C_tensor,
+            error: *mut *mut c_char,
+        );
     }
 
     impl AffineLayerNorm for LibTorch {
         fn layer_norm_affine(x: TchTensor, gamma: TchTensor, beta: TchTensor, epsilon: f64) -> TchTensor {
-            TchTensor::new(forward(&x.tensor, &gamma.tensor, &beta.tensor, epsilon))
+            let d = *x.tensor.size().last().expect("a LayerNorm input has a last dimension");
+            TchTensor::new(x.tensor.layer_norm([d], Some(&gamma.tensor), Some(&beta.tensor), epsilon, true))
         }
     }
 
     impl AffineLayerNormBackward for LibTorch {
-        /// LibTorch's autograd differentiates its own LayerNorm ([`vjp`]: tch has no binding for
-        /// `native_layer_norm_backward`), with its fused backward kernels.
+        /// LibTorch's fused backward kernel, the one PyTorch's autograd runs (`native_layer_norm_backward`, which
+        /// tch does not bind: csrc/operators.cpp), after its fused forward has recomputed each row's mean and
+        /// 1/std.
         fn layer_norm_affine_backward(
             x: TchTensor,
             gamma: TchTensor,
@@ -144,7 +157,23 @@ mod libtorch {
             epsilon: f64,
             grad: TchTensor,
         ) -> [TchTensor; 3] {
-            vjp([&x, &gamma, &beta], &grad, |[x, gamma, beta]| forward(x, gamma, beta, epsilon))
+            let mut out = [std::ptr::null_mut(); 3];
+            let mut error = std::ptr::null_mut();
+            // SAFETY: the four handles are live tch tensors for the duration of the call; on success `out` holds
+            // three new tensors, which the returned `tch::Tensor`s own.
+            unsafe {
+                revgen_layer_norm_backward(
+                    grad.tensor.as_ptr(),
+                    x.tensor.as_ptr(),
+                    gamma.tensor.as_ptr(),
+                    beta.tensor.as_ptr(),
+                    epsilon,
+                    out.as_mut_ptr(),
+                    &mut error,
+                )
+            };
+            check(error, "LayerNorm's backward step");
+            out.map(|t| TchTensor::new(unsafe { tch::Tensor::from_ptr(t) }))
         }
     }
 }

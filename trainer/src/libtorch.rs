@@ -19,6 +19,14 @@ pub(crate) fn take_error(error: *mut c_char) -> Option<String> {
     Some(message)
 }
 
+/// Panics with LibTorch's message if `error` is set, as tch does: the training loop turns an out-of-memory panic
+/// into an error that names the settings to lower.
+pub(crate) fn check(error: *mut c_char, what: &str) {
+    if let Some(message) = take_error(error) {
+        panic!("LibTorch failed in {what}: {message}");
+    }
+}
+
 /// The gradients of `inputs` for the output gradient `grad` (a vector-Jacobian product), computed by LibTorch's
 /// autograd through `forward`, which it runs once more on the inputs as leaves of a fresh graph. For operations
 /// that LibTorch differentiates with fused kernels but whose backward functions tch does not bind; the product

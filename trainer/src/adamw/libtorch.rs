@@ -6,7 +6,7 @@
 //! [`ModuleOptimizer`] (which keeps the parameter groups, the learning rate and the state records) but only queues
 //! each parameter's update; [`step`] then applies the whole queue with LibTorch's `_fused_adamw_`, which also
 //! divides the gradients by the clipping factor, and computes the global norm with `_foreach_norm`
-//! (`csrc/multi_tensor.cpp`: tch binds neither). Nothing is read back to the host, so on a GPU the host keeps
+//! (`csrc/operators.cpp`: tch binds neither). Nothing is read back to the host, so on a GPU the host keeps
 //! queueing work.
 
 #![allow(deprecated)] // burn-tch is deprecated upstream after 0.22; it is still our production backend.
@@ -22,6 +22,7 @@ use burn::tensor::{Device, Tensor};
 use torch_sys::C_tensor;
 
 use super::Hyperparameters;
+use crate::libtorch::check;
 
 /// AdamW for LibTorch: its settings, and the queue that [`step`] applies.
 #[derive(Clone)]
@@ -181,15 +182,7 @@ fn fused_adamw(group: &[Update], s: Settings, grad_scale: Option<&tch::Tensor>) 
     check(error, "AdamW");
 }
 
-/// Panics with LibTorch's message if `error` is set, as tch does: the training loop turns an out-of-memory panic
-/// into an error that names the settings to lower.
-fn check(error: *mut c_char, what: &str) {
-    if let Some(message) = crate::libtorch::take_error(error) {
-        panic!("LibTorch failed in {what}: {message}");
-    }
-}
-
-// csrc/multi_tensor.cpp, compiled by build.rs.
+// csrc/operators.cpp, compiled by build.rs.
 unsafe extern "C" {
     fn revgen_global_norm(tensors: *const *const C_tensor, n: usize, error: *mut *mut c_char) -> *mut C_tensor;
     #[allow(clippy::too_many_arguments)]

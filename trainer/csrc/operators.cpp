@@ -1,8 +1,8 @@
-// The two multi-tensor LibTorch operations the trainer needs that tch does not bind (its generator skips every
-// `_foreach*` and `_fused_adam*` operator): the global gradient norm and AdamW over all parameters at once.
-// One call each per optimizer update instead of one small kernel per parameter tensor and operation: ~1,500
-// launches per update at 124M on CUDA, and on the CPU one vectorised pass instead of ten
-// (trainer/src/adamw/libtorch.rs).
+// LibTorch operations the trainer needs that tch does not bind. Two multi-tensor ones (its generator skips every
+// `_foreach*` and `_fused_adam*` operator): the global gradient norm and AdamW over all parameters at once, one
+// call each per optimizer update instead of one small kernel per parameter tensor and operation: ~1,500 launches
+// per update at 124M on CUDA, and on the CPU one vectorised pass instead of ten (trainer/src/adamw/libtorch.rs).
+// And LayerNorm's fused backward kernel (trainer/src/layer_norm.rs).
 //
 // Tensors cross as tch's handles (`tensor` in torch-sys's torch_api.h is a `torch::Tensor *`). Errors come back
 // as a malloc'ed message in `*error`, which the caller frees.
@@ -11,6 +11,8 @@
 #include <ATen/ops/_foreach_norm.h>
 #include <ATen/ops/_fused_adamw.h>
 #include <ATen/ops/linalg_vector_norm.h>
+#include <ATen/ops/native_layer_norm.h>
+#include <ATen/ops/native_layer_norm_backward.h>
 #include <ATen/ops/stack.h>
 
 #include <cstring>
@@ -58,6 +60,24 @@ void revgen_fused_adamw(const at::Tensor *const *params, const at::Tensor *const
         at::_fused_adamw_(tensor_list(params, n), tensor_list(grads, n), tensor_list(exp_avgs, n),
                           tensor_list(exp_avg_sqs, n), {}, steps, lr, beta1, beta2, weight_decay, eps,
                           /*amsgrad=*/false, /*maximize=*/false, scale, /*found_inf=*/std::nullopt);
+    } catch (const std::exception &e) {
+        *error = message(e);
+    }
+}
+
+// The gradients of LayerNorm over the last dimension of `x` (with scale `gamma` and shift `beta`) for the output
+// gradient `grad`, by LibTorch's fused backward kernel, into `out` (dx, dgamma, dbeta: new tensors). The kernel
+// needs each row's mean and 1/std, which the fused forward recomputes (one pass over `x`).
+void revgen_layer_norm_backward(const at::Tensor *grad, const at::Tensor *x, const at::Tensor *gamma,
+                                const at::Tensor *beta, double eps, at::Tensor **out, char **error) {
+    try {
+        std::vector<int64_t> normalized{x->size(-1)};
+        auto stats = at::native_layer_norm(*x, normalized, *gamma, *beta, eps);
+        auto grads = at::native_layer_norm_backward(grad->to(x->scalar_type()), *x, normalized, std::get<1>(stats),
+                                                    std::get<2>(stats), *gamma, *beta, {true, true, true});
+        out[0] = new at::Tensor(std::get<0>(grads));
+        out[1] = new at::Tensor(std::get<1>(grads));
+        out[2] = new at::Tensor(std::get<2>(grads));
     } catch (const std::exception &e) {
         *error = message(e);
     }
