@@ -22,48 +22,73 @@ use burn::tensor::activation::softmax;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Tensor};
 
-/// q, k, v: `[batch, heads, seq, head_dim]` → `[batch, heads, seq, head_dim]`, where query i sees keys 0..=i,
-/// scaled by 1/√head_dim. Differentiable on every backend, with one backward step of its own.
-pub fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
-    let out = <Dispatch as CausalAttention>::causal_attention(q.into_dispatch(), k.into_dispatch(), v.into_dispatch());
-    Tensor::from_dispatch(out)
+/// Causal self-attention with `n_head` heads on the packed output of GPT-2's fused query/key/value projection,
+/// with the heads merged back: query i sees keys 0..=i, scaled by 1/√head_dim. Differentiable on every backend,
+/// with one backward step of its own, which returns the gradient of `qkv` whole.
+///
+/// Splitting the heads inside the operation matters for the backward pass: split outside (burn's `chunk`), each
+/// of q, k and v sent its gradient back as a zero-filled `[batch, seq, 3·d]` tensor with its part assigned, and
+/// the three were summed, about 11 passes over that size where one concatenation (2 passes) does.
+///
+/// qkv: `[batch, seq, 3·d]` (q, k and v side by side, each `[batch, seq, n_head·head_dim]`) → `[batch, seq, d]`
+pub fn causal_attention(qkv: Tensor<3>, n_head: usize) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as CausalAttention>::causal_attention(qkv.into_dispatch(), n_head))
+}
+
+/// The heads of packed queries, keys and values.
+///
+/// qkv: `[b, t, 3·d]` → q, k, v: `[b, n_head, t, d / n_head]`
+pub(crate) fn heads(qkv: Tensor<3>, n_head: usize) -> [Tensor<4>; 3] {
+    let [b, t, packed] = qkv.dims();
+    let head_dim = packed / 3 / n_head;
+    let mut parts = qkv.chunk(3, 2).into_iter().map(|x| x.reshape([b, t, n_head, head_dim]).swap_dims(1, 2));
+    [(); 3].map(|_| parts.next().expect("three parts"))
+}
+
+/// The heads side by side again.
+///
+/// y: `[b, h, t, head_dim]` → `[b, t, h·head_dim]`
+pub(crate) fn merge_heads(y: Tensor<4>) -> Tensor<3> {
+    let [b, h, t, head_dim] = y.dims();
+    y.swap_dims(1, 2).reshape([b, t, h * head_dim])
 }
 
 /// The extension: causal attention on each backend that revgen trains on, and under autodiff.
 #[backend_extension(Flex, LibTorch: cfg(feature = "tch"), Autodiff)]
 pub trait CausalAttention: Backend {
-    /// q, k, v: `[batch, heads, seq, head_dim]` → `[batch, heads, seq, head_dim]`
-    fn causal_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// qkv: `[batch, seq, 3·d]` → `[batch, seq, d]`
+    fn causal_attention(qkv: FloatTensor<Self>, n_head: usize) -> FloatTensor<Self>;
 }
 
 /// The backward step of [`CausalAttention`], on a backend without autodiff.
 pub trait CausalAttentionBackward: CausalAttention {
-    /// The gradients of q, k and v, given the output's gradient `grad`; all `[batch, heads, seq, head_dim]`.
-    fn causal_attention_backward(
-        q: FloatTensor<Self>,
-        k: FloatTensor<Self>,
-        v: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-    ) -> [FloatTensor<Self>; 3];
+    /// The gradient of `qkv` (`[batch, seq, 3·d]`), given the output's gradient `grad` (`[batch, seq, d]`).
+    fn causal_attention_backward(qkv: FloatTensor<Self>, n_head: usize, grad: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 impl CausalAttention for Flex {
-    fn causal_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>) -> FloatTensor<Self> {
-        Self::attention(q, k, v, None, None, AttentionModuleOptions { is_causal: true, ..Default::default() })
+    fn causal_attention(qkv: FloatTensor<Self>, n_head: usize) -> FloatTensor<Self> {
+        let [q, k, v] = heads(Tensor::from_primitive::<Flex>(qkv), n_head).map(flex);
+        let causal = AttentionModuleOptions { is_causal: true, ..Default::default() };
+        let y = Tensor::<4>::from_primitive::<Flex>(Self::attention(q, k, v, None, None, causal));
+        flex(merge_heads(y))
     }
 }
 
 impl CausalAttentionBackward for Flex {
-    fn causal_attention_backward(
-        q: FloatTensor<Self>,
-        k: FloatTensor<Self>,
-        v: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-    ) -> [FloatTensor<Self>; 3] {
-        let wrap = Tensor::<4>::from_primitive::<Flex>;
-        let grads = decomposed_backward(wrap(q), wrap(k), wrap(v), wrap(grad));
-        grads.map(|g| g.try_into_primitive::<Flex>().expect("flex tensors in, flex tensors out"))
+    fn causal_attention_backward(qkv: FloatTensor<Self>, n_head: usize, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        let [q, k, v] = heads(Tensor::from_primitive::<Flex>(qkv), n_head);
+        let grad = Tensor::<3>::from_primitive::<Flex>(grad);
+        let [b, t, d] = grad.dims();
+        let grad = grad.reshape([b, t, n_head, d / n_head]).swap_dims(1, 2); // [b, h, t, hd]
+        let [dq, dk, dv] = decomposed_backward(q, k, v, grad);
+        flex(Tensor::cat(vec![merge_heads(dq), merge_heads(dk), merge_heads(dv)], 2))
     }
+}
+
+/// The flex primitive of a tensor that holds one.
+fn flex<const D: usize>(tensor: Tensor<D>) -> FloatTensor<Flex> {
+    tensor.try_into_primitive::<Flex>().expect("flex tensors in, flex tensors out")
 }
 
 /// The gradients of causal attention, written out (the probabilities are recomputed from q and k).
@@ -94,15 +119,31 @@ mod libtorch {
     use super::{CausalAttention, CausalAttentionBackward};
     use crate::libtorch::vjp;
 
-    /// LibTorch's SDPA, causal: it picks flash attention (CUDA, bf16/f16), memory-efficient attention (CUDA, f32)
-    /// or its fused CPU kernel.
-    fn sdpa(q: &tch::Tensor, k: &tch::Tensor, v: &tch::Tensor) -> tch::Tensor {
-        tch::Tensor::scaled_dot_product_attention(q, k, v, None::<tch::Tensor>, 0.0, true, None, false)
+    /// Splits the heads (views, as transformers' GPT-2 does it), runs LibTorch's SDPA, causal, and merges them:
+    /// SDPA picks flash attention (CUDA, bf16/f16), memory-efficient attention (CUDA, f32) or its fused CPU
+    /// kernel. Under LibTorch's autograd the split's backward is one concatenation.
+    ///
+    /// qkv: `[b, t, 3·d]` → `[b, t, d]`
+    fn forward(qkv: &tch::Tensor, n_head: usize) -> tch::Tensor {
+        let (b, t, packed) = qkv.size3().expect("qkv is [batch, seq, 3·d]");
+        let (d, h) = (packed / 3, n_head as i64);
+        let heads = qkv.split(d, 2).into_iter().map(|x| x.view([b, t, h, d / h]).transpose(1, 2)).collect::<Vec<_>>();
+        let y = tch::Tensor::scaled_dot_product_attention(
+            &heads[0],
+            &heads[1],
+            &heads[2],
+            None::<tch::Tensor>,
+            0.0,
+            true,
+            None,
+            false,
+        ); // [b, h, t, hd]
+        y.transpose(1, 2).reshape([b, t, d])
     }
 
     impl CausalAttention for LibTorch {
-        fn causal_attention(q: TchTensor, k: TchTensor, v: TchTensor) -> TchTensor {
-            TchTensor::new(sdpa(&q.tensor, &k.tensor, &v.tensor))
+        fn causal_attention(qkv: TchTensor, n_head: usize) -> TchTensor {
+            TchTensor::new(forward(&qkv.tensor, n_head))
         }
     }
 
@@ -111,40 +152,39 @@ mod libtorch {
         /// forward's saved state on every device). The forward runs once more: a fused kernel keeps no
         /// probabilities, and its backward needs the output and the log-sum-exp. That costs about a third of
         /// attention's FLOPs, what flash attention's backward spends on recomputing the probabilities anyway.
-        fn causal_attention_backward(q: TchTensor, k: TchTensor, v: TchTensor, grad: TchTensor) -> [TchTensor; 3] {
-            vjp([&q, &k, &v], &grad, |[q, k, v]| sdpa(q, k, v))
+        fn causal_attention_backward(qkv: TchTensor, n_head: usize, grad: TchTensor) -> TchTensor {
+            let [dqkv] = vjp([&qkv], &grad, |[qkv]| forward(qkv, n_head));
+            dqkv
         }
     }
 }
 
 impl<B: CausalAttentionBackward, C: CheckpointStrategy> CausalAttention for Autodiff<B, C> {
-    fn causal_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn causal_attention(qkv: FloatTensor<Self>, n_head: usize) -> FloatTensor<Self> {
         #[derive(Debug)]
         struct AttentionStep;
 
-        impl<B: CausalAttentionBackward> Backward<B, 3> for AttentionStep {
-            /// q, k and v, as the checkpointer keeps them; nothing of size seq².
-            type State = [NodeId; 3];
+        impl<B: CausalAttentionBackward> Backward<B, 1> for AttentionStep {
+            /// qkv, as the checkpointer keeps it (nothing of size seq²), and the number of heads.
+            type State = (NodeId, usize);
 
-            fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
                 let grad = grads.consume::<B>(&ops.node);
-                let [q, k, v] = ops.state.map(|id| checkpointer.retrieve_node_output(id));
-                for (parent, input_grad) in ops.parents.into_iter().zip(B::causal_attention_backward(q, k, v, grad)) {
-                    if let Some(node) = parent {
-                        grads.register::<B>(node.id, input_grad);
-                    }
+                let (id, n_head) = ops.state;
+                let [parent] = ops.parents;
+                if let Some(node) = parent {
+                    let qkv = checkpointer.retrieve_node_output(id);
+                    grads.register::<B>(node.id, B::causal_attention_backward(qkv, n_head, grad));
                 }
             }
         }
 
-        match AttentionStep.prepare::<C>([q.node(), k.node(), v.node()]).compute_bound().stateful() {
+        match AttentionStep.prepare::<C>([qkv.node()]).compute_bound().stateful() {
             OpsKind::Tracked(mut prep) => {
-                let state = [prep.checkpoint(&q), prep.checkpoint(&k), prep.checkpoint(&v)];
-                prep.finish(state, B::causal_attention(q.into_primitive(), k.into_primitive(), v.into_primitive()))
+                let state = (prep.checkpoint(&qkv), n_head);
+                prep.finish(state, B::causal_attention(qkv.into_primitive(), n_head))
             }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(B::causal_attention(q.into_primitive(), k.into_primitive(), v.into_primitive()))
-            }
+            OpsKind::UnTracked(prep) => prep.finish(B::causal_attention(qkv.into_primitive(), n_head)),
         }
     }
 }
@@ -167,12 +207,11 @@ mod tests {
             devices.push(crate::backend::Backend::Tch.inference_device("cpu").unwrap());
         }
         for device in devices {
-            let [q, k, v] = [(); 3].map(|_| {
-                let values: Vec<f32> = (0..80).map(|_| rng.random_range(-1.0..1.0)).collect();
-                Tensor::<4>::from_data(TensorData::new(values, [1, 2, 5, 8]), &device)
-            });
-            let fused = causal_attention(q.clone(), k.clone(), v.clone());
-            let difference = (fused - masked_attention(q, k, v, 0)).abs().max().into_scalar::<f32>();
+            let values: Vec<f32> = (0..5 * 48).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let qkv = Tensor::<3>::from_data(TensorData::new(values, [1, 5, 48]), &device); // 2 heads of 8
+            let fused = causal_attention(qkv.clone(), 2);
+            let [q, k, v] = heads(qkv, 2);
+            let difference = (fused - merge_heads(masked_attention(q, k, v, 0))).abs().max().into_scalar::<f32>();
             assert!(difference < 1e-5, "differs by {difference} on {device:?}");
         }
     }

@@ -14,7 +14,7 @@ use burn::tensor::{Bool, Device, FloatDType, Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::attention::causal_attention;
+use crate::attention::{causal_attention, heads, merge_heads};
 use crate::config::Config;
 use crate::gelu::gelu_tanh;
 use crate::layer_norm::layer_norm;
@@ -256,30 +256,37 @@ impl Attention {
         cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
         dtype: Option<FloatDType>,
     ) -> Tensor<3> {
-        let [b, t, d] = x.dims();
-        let (h, hd) = (self.n_head, d / self.n_head);
-        let heads = |x: Tensor<3>| x.reshape([b, t, h, hd]).swap_dims(1, 2); // [b, h, t, hd]
-        let mut qkv = project(&self.c_attn, x, dtype).chunk(3, 2).into_iter().map(heads); // 3 × [b, h, t, hd]
-        let (q, mut k, mut v) = (qkv.next().unwrap(), qkv.next().unwrap(), qkv.next().unwrap());
+        let qkv = project(&self.c_attn, x, dtype); // [b, t, 3d]
+        let y = match cache {
+            // Training and scoring: the whole sequence at once, as one operation that splits the heads itself
+            // (SDPA on LibTorch), with a fused backward step.
+            None => causal_attention(qkv, self.n_head),
+            Some(cache) => self.cached(qkv, cache),
+        }; // [b, t, d]
+        project(&self.c_proj, y, dtype)
+    }
+
+    /// Attention of new tokens to the cached ones and themselves, extending the cache (generation).
+    ///
+    /// qkv: `[b, t, 3d]` of the new tokens → `[b, t, d]`
+    fn cached(&self, qkv: Tensor<3>, cache: &mut Option<(Tensor<4>, Tensor<4>)>) -> Tensor<3> {
+        let t = qkv.dims()[1];
+        let [q, mut k, mut v] = heads(qkv.clone(), self.n_head); // [b, h, t, hd]
         let mut past = 0;
-        if let Some(cache) = cache {
-            if let Some((k_past, v_past)) = cache.take() {
-                past = k_past.dims()[2];
-                k = Tensor::cat(vec![k_past, k], 2); // [b, h, past + t, hd]
-                v = Tensor::cat(vec![v_past, v], 2);
-            }
-            *cache = Some((k.clone(), v.clone()));
+        if let Some((k_past, v_past)) = cache.take() {
+            past = k_past.dims()[2];
+            k = Tensor::cat(vec![k_past, k], 2); // [b, h, past + t, hd]
+            v = Tensor::cat(vec![v_past, v], 2);
         }
-        let y = match (past, t) {
-            // The whole sequence: fused causal attention (SDPA on LibTorch), with a fused backward step too.
-            (0, _) => causal_attention(q, k, v),
+        *cache = Some((k.clone(), v.clone()));
+        match (past, t) {
+            (0, _) => causal_attention(qkv, self.n_head),
             // One new token sees every cached one: no mask.
-            (_, 1) => attention(q, k, v, None, None, AttentionModuleOptions::default()),
+            (_, 1) => merge_heads(attention(q, k, v, None, None, AttentionModuleOptions::default())),
             // Several new tokens after a prefix: query i sees keys 0..=past+i. Written out, because backends
             // disagree on the alignment of `is_causal` when there are more keys than queries.
-            _ => masked_attention(q, k, v, past),
-        }; // [b, h, t, hd]
-        project(&self.c_proj, y.swap_dims(1, 2).reshape([b, t, d]), dtype)
+            _ => merge_heads(masked_attention(q, k, v, past)),
+        }
     }
 }
 
