@@ -1,6 +1,7 @@
-//! The backend extensions with backward steps of their own (attention, the loss, GELU, LayerNorm) against burn's
-//! autodiff of their written-out forms, on any training device. The unit tests run it on flex and on LibTorch's
-//! CPU, with and without gradient checkpointing; `examples/cuda_check.rs` runs it on CUDA, in f32 and bf16.
+//! The backend extensions with backward steps of their own (projections, attention, the loss, GELU, LayerNorm)
+//! against burn's autodiff of their written-out forms, on any training device. The unit tests run it on flex and on
+//! LibTorch's CPU, with and without gradient checkpointing; `examples/cuda_check.rs` runs it on CUDA, in f32 and
+//! bf16.
 
 use burn::nn::LayerNormConfig;
 use burn::tensor::activation::gelu_approximate;
@@ -8,6 +9,7 @@ use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::affine::affine;
 use crate::attention::{causal_attention, heads, merge_heads};
 use crate::gelu::gelu_tanh;
 use crate::layer_norm::layer_norm;
@@ -27,7 +29,8 @@ pub struct Difference {
 /// under autocast: attention and GELU run in it, as in the model, while the loss and LayerNorm stay f32.
 pub fn compare(device: &Device, dtype: Option<FloatDType>) -> Vec<Difference> {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let mut out = attention(device, dtype, &mut rng);
+    let mut out = projection(device, dtype, &mut rng);
+    out.extend(attention(device, dtype, &mut rng));
     out.extend(loss(device, &mut rng));
     out.extend(gelu(device, dtype, &mut rng));
     out.extend(norm(device, &mut rng));
@@ -53,6 +56,25 @@ fn differences<const D: usize>(
             Difference { operation, quantity, max_abs }
         })
         .collect()
+}
+
+/// x `[5, 7]`, weight `[7, 3]`, bias `[3]`, against burn's matmul and broadcast addition.
+fn projection(device: &Device, dtype: Option<FloatDType>, rng: &mut ChaCha8Rng) -> Vec<Difference> {
+    let (x, w, b) = (random([5, 7], 1.0, rng, device), random([7, 3], 1.0, rng, device), random([3], 1.0, rng, device));
+    let weight = random([5, 3], 1.0, rng, device);
+    let run = |fused: bool| {
+        let leaves = (x.clone().require_grad(), w.clone().require_grad(), b.clone().require_grad());
+        // The inputs come out of an operation, as in the model, so that a checkpointing device recomputes them.
+        let [xe, we] = [&leaves.0, &leaves.1].map(|t| in_dtype(t.clone().exp(), dtype));
+        let be = in_dtype(leaves.2.clone().exp(), dtype);
+        let out = if fused { affine(xe, we, be) } else { xe.matmul(we) + be.unsqueeze::<2>() };
+        let out = out.cast(FloatDType::F32);
+        let grads = (out.clone() * weight.clone()).sum().backward();
+        let grad = |t: &Tensor<2>| t.grad(&grads).expect("a gradient for every input");
+        let dbias = leaves.2.grad(&grads).expect("a gradient for the bias").unsqueeze::<2>();
+        vec![out.detach(), grad(&leaves.0), grad(&leaves.1), dbias]
+    };
+    differences("projection", &["output", "dx", "dweight", "dbias"], run(true), run(false))
 }
 
 /// qkv: `[2, 6, 36]` (3 heads of 4), weighted by a random tensor so that every output element gets its own
@@ -152,7 +174,7 @@ mod tests {
             let device = backend.device("cpu").unwrap();
             for device in [device.clone(), device.gradient_checkpointing()] {
                 let differences = compare(&device, None);
-                assert_eq!(differences.len(), 10);
+                assert_eq!(differences.len(), 14);
                 for difference in differences {
                     assert!(difference.max_abs < 1e-5, "{difference:?} on {device:?}");
                 }

@@ -2,6 +2,7 @@
 //! loader, the training loop, checkpoints and generation. The CLI only picks a backend and a device here.
 
 pub mod adamw;
+pub mod affine;
 pub mod attention;
 pub mod backend;
 pub mod checkpoint;

@@ -8,12 +8,13 @@
 use burn::module::{Module, Param, ParamId};
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::activation::softmax;
-use burn::tensor::module::{attention, linear as linear_product};
+use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, FloatDType, Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::affine::affine;
 use crate::attention::{causal_attention, heads, merge_heads};
 use crate::config::Config;
 use crate::gelu::gelu_tanh;
@@ -301,17 +302,15 @@ pub(crate) fn in_dtype<const D: usize>(x: Tensor<D>, dtype: Option<FloatDType>) 
 /// `layer` applied to `x` with the product in `dtype`: the f32 weight and bias are cast for it (their gradients
 /// come back f32), and the output stays in `dtype`, as under torch.autocast.
 ///
-/// The tokens of all sequences go through as the rows of one `[b·t, in] × [in, out]` product, as in torch's
-/// `Linear`. burn's `Dispatch` backend has no `linear` of its own (0.22.1), so a 3-D input became a broadcast
-/// batched matmul whose weight gradient was one `[in, out]` product per sequence, summed afterwards: `b` times
-/// the weight's size in temporaries, and `b` short products instead of one long one.
+/// The tokens of all sequences go through as the rows of one `[b·t, in] × [in, out]` product with the bias added
+/// in the same operation ([`affine`]), as torch's `Linear` does it.
 ///
 /// x: `[b, t, in]` → `[b, t, out]`
 fn project(layer: &Linear, x: Tensor<3>, dtype: Option<FloatDType>) -> Tensor<3> {
     let [b, t, d_in] = x.dims();
-    let bias = layer.bias.as_ref().map(|b| in_dtype(b.val(), dtype));
+    let bias = layer.bias.as_ref().expect("GPT-2's projections have a bias").val();
     let rows = in_dtype(x.reshape([b * t, d_in]), dtype); // [b·t, in]
-    let y = linear_product(rows, in_dtype(layer.weight.val(), dtype), bias); // [b·t, out]
+    let y = affine(rows, in_dtype(layer.weight.val(), dtype), in_dtype(bias, dtype)); // [b·t, out]
     let d_out = y.dims()[1];
     y.reshape([b, t, d_out])
 }
