@@ -1012,6 +1012,17 @@ mod run_tests {
         assert!(!plain.path().join("profile").exists());
     }
 
+    /// A checkpoint's `state.json` from before a setting existed still loads (the setting takes its default).
+    #[test]
+    fn a_config_saved_before_a_setting_existed_loads() {
+        let mut saved = serde_json::to_value(TrainConfig { steps: 7, ..TrainConfig::default() }).unwrap();
+        let fields = saved.as_object_mut().unwrap();
+        fields.remove("profile_steps");
+        fields.remove("gradient_checkpointing");
+        let loaded: TrainConfig = serde_json::from_value(saved).unwrap();
+        assert_eq!(loaded, TrainConfig { steps: 7, ..TrainConfig::default() });
+    }
+
     #[test]
     fn profiling_needs_libtorch() {
         let data = data_dir();
