@@ -19,6 +19,8 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::Tensor;
 
+use crate::backend::flex_primitive as flex;
+
 /// x: `[rows, in]`, weight: `[in, out]`, bias: `[out]` → `[rows, out]`
 pub fn affine(x: Tensor<2>, weight: Tensor<2>, bias: Tensor<1>) -> Tensor<2> {
     let out = <Dispatch as Affine>::affine(x.into_dispatch(), weight.into_dispatch(), bias.into_dispatch());
@@ -64,11 +66,6 @@ impl AffineBackward for Flex {
         let dbias = grad.sum_dim(0).reshape([out]); // [out]
         [flex(dx), flex(dweight), flex(dbias)]
     }
-}
-
-/// The flex primitive of a tensor that holds one.
-fn flex<const D: usize>(tensor: Tensor<D>) -> FloatTensor<Flex> {
-    tensor.try_into_primitive::<Flex>().expect("flex tensors in, flex tensors out")
 }
 
 #[cfg(feature = "tch")]

@@ -22,6 +22,8 @@ use burn::tensor::activation::softmax;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Tensor};
 
+use crate::backend::flex_primitive as flex;
+
 /// Causal self-attention with `n_head` heads on the packed output of GPT-2's fused query/key/value projection,
 /// with the heads merged back: query i sees keys 0..=i, scaled by 1/√head_dim. Differentiable on every backend,
 /// with one backward step of its own, which returns the gradient of `qkv` whole.
@@ -84,11 +86,6 @@ impl CausalAttentionBackward for Flex {
         let [dq, dk, dv] = decomposed_backward(q, k, v, grad);
         flex(Tensor::cat(vec![merge_heads(dq), merge_heads(dk), merge_heads(dv)], 2))
     }
-}
-
-/// The flex primitive of a tensor that holds one.
-fn flex<const D: usize>(tensor: Tensor<D>) -> FloatTensor<Flex> {
-    tensor.try_into_primitive::<Flex>().expect("flex tensors in, flex tensors out")
 }
 
 /// The gradients of causal attention, written out (the probabilities are recomputed from q and k).

@@ -19,6 +19,8 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_e
 use burn::tensor::activation::gelu_approximate;
 use burn::tensor::{Shape, Tensor};
 
+use crate::backend::flex_primitive;
+
 /// √(2/π), the tanh approximation's scale.
 const SQRT_2_OVER_PI: f64 = core::f64::consts::FRAC_2_SQRT_PI * core::f64::consts::FRAC_1_SQRT_2;
 const CUBIC: f64 = 0.044715;
@@ -72,7 +74,7 @@ fn flatten(x: FloatTensor<Flex>) -> Tensor<1> {
 }
 
 fn unflatten(x: Tensor<1>, shape: Shape) -> FloatTensor<Flex> {
-    Flex::float_reshape(x.try_into_primitive::<Flex>().expect("flex tensors in, flex tensors out"), shape)
+    Flex::float_reshape(flex_primitive(x), shape)
 }
 
 #[cfg(feature = "tch")]

@@ -20,6 +20,8 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_e
 use burn::nn::LayerNorm;
 use burn::tensor::{Shape, Tensor};
 
+use crate::backend::flex_primitive;
+
 /// `norm` applied to `x` with `epsilon` (burn keeps a LayerNorm's epsilon private, so the model passes it).
 ///
 /// x: `[batch, seq, d]` → `[batch, seq, d]`
@@ -109,9 +111,7 @@ impl AffineLayerNormBackward for Flex {
         };
         let (dx, dgamma, dbeta) =
             written_out_backward(rows(x), Tensor::from_primitive::<Flex>(gamma), epsilon, rows(grad));
-        let dx = dx.try_into_primitive::<Flex>().expect("flex tensors in, flex tensors out");
-        let vector = |t: Tensor<1>| t.try_into_primitive::<Flex>().expect("flex tensors in, flex tensors out");
-        [Flex::float_reshape(dx, shape), vector(dgamma), vector(dbeta)]
+        [Flex::float_reshape(flex_primitive(dx), shape), flex_primitive(dgamma), flex_primitive(dbeta)]
     }
 }
 

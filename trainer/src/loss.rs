@@ -19,6 +19,8 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{IndexingUpdateOp, Int, Tensor};
 
+use crate::backend::flex_primitive;
+
 /// Cross-entropy of each target under `logits`: −log softmax(logits)[target], per position.
 ///
 /// logits: `[batch, seq, vocab]`, targets: `[batch, seq]` → `[batch·seq]`
@@ -67,7 +69,7 @@ impl TokenLosses for Flex {
     fn token_losses(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
         let losses =
             written_out_losses(Tensor::from_primitive::<Flex>(logits), Tensor::from_primitive::<Flex>(targets));
-        losses.try_into_primitive::<Flex>().expect("flex tensors in, flex tensors out")
+        flex_primitive(losses)
     }
 }
 
@@ -82,7 +84,7 @@ impl TokenLossesBackward for Flex {
             Tensor::from_primitive::<Flex>(targets),
             Tensor::from_primitive::<Flex>(grad),
         );
-        grad.try_into_primitive::<Flex>().expect("flex tensors in, flex tensors out")
+        flex_primitive(grad)
     }
 }
 
