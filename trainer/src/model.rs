@@ -67,6 +67,30 @@ pub struct Mlp {
     pub c_proj: Linear,
 }
 
+/// One of GPT-2's parameters: its weights are matrices, its biases and LayerNorm scales vectors.
+#[derive(Clone, Debug)]
+pub enum Parameter {
+    Matrix(Tensor<2>),
+    Vector(Tensor<1>),
+}
+
+impl Parameter {
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            Parameter::Matrix(t) => t.dims().to_vec(),
+            Parameter::Vector(t) => t.dims().to_vec(),
+        }
+    }
+
+    /// Its values on the host, as f32.
+    pub fn host_data(&self) -> TensorData {
+        match self {
+            Parameter::Matrix(t) => f32_data(t.clone()),
+            Parameter::Vector(t) => f32_data(t.clone()),
+        }
+    }
+}
+
 /// Keys and values of the tokens seen so far, one entry per layer, so that generation runs each new token through
 /// the model once instead of re-reading the whole prefix.
 #[derive(Clone, Debug, Default)]
@@ -143,15 +167,25 @@ impl Gpt2 {
     /// Every parameter under its HF name and in HF's shape (vectors stay 1-D), as f32 host data, in
     /// [`Self::build`]'s order.
     pub fn named_tensors(&self) -> Vec<(String, TensorData)> {
-        let mut out = vec![("wte.weight".to_owned(), f32_data(self.wte.weight.val()))];
-        out.push(("wpe.weight".to_owned(), f32_data(self.wpe.weight.val())));
+        self.named_parameters().into_iter().map(|(name, param)| (name, param.host_data())).collect()
+    }
+
+    /// Every parameter under its HF name, in [`Self::build`]'s order, still on the device: handles, not copies,
+    /// so that a writer can copy one at a time to the host.
+    pub fn named_parameters(&self) -> Vec<(String, Parameter)> {
+        let mut out = vec![
+            ("wte.weight".to_owned(), Parameter::Matrix(self.wte.weight.val())),
+            ("wpe.weight".to_owned(), Parameter::Matrix(self.wpe.weight.val())),
+        ];
         let push_linear = |out: &mut Vec<_>, name: String, l: &Linear| {
-            out.push((format!("{name}.weight"), f32_data(l.weight.val())));
-            out.push((format!("{name}.bias"), f32_data(l.bias.as_ref().expect("GPT-2 linears have a bias").val())));
+            out.push((format!("{name}.weight"), Parameter::Matrix(l.weight.val())));
+            let bias = l.bias.as_ref().expect("GPT-2 linears have a bias").val();
+            out.push((format!("{name}.bias"), Parameter::Vector(bias)));
         };
         let push_norm = |out: &mut Vec<_>, name: String, n: &LayerNorm| {
-            out.push((format!("{name}.weight"), f32_data(n.gamma.val())));
-            out.push((format!("{name}.bias"), f32_data(n.beta.as_ref().expect("GPT-2 LayerNorms have a bias").val())));
+            out.push((format!("{name}.weight"), Parameter::Vector(n.gamma.val())));
+            let beta = n.beta.as_ref().expect("GPT-2 LayerNorms have a bias").val();
+            out.push((format!("{name}.bias"), Parameter::Vector(beta)));
         };
         for (i, block) in self.h.iter().enumerate() {
             push_norm(&mut out, format!("h.{i}.ln_1"), &block.ln_1);

@@ -18,7 +18,7 @@ use safetensors::SafeTensors;
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::config::Config;
-use crate::model::{Gpt2, WeightSource};
+use crate::model::{Gpt2, Parameter, WeightSource};
 use crate::tokenizer::Gpt2Tokenizer;
 use crate::{Error, Result};
 
@@ -41,33 +41,41 @@ pub fn load(path: &Path, config: &Config, device: &Device) -> Result<Gpt2> {
 
 /// Writes `model` as an HF model directory that `GPT2LMHeadModel.from_pretrained(dir)` and
 /// `AutoTokenizer.from_pretrained(dir)` load. Each file appears whole or not at all.
+///
+/// The weights go out one parameter at a time (safetensors asks each [`HostCopy`] for its bytes as it writes them),
+/// so a save holds one parameter's host copy, not the whole model's two or three times over.
 pub fn save(model: &Gpt2, config: &Config, tokenizer: &Gpt2Tokenizer, dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
-    let mut tensors: Vec<(String, OwnedTensor)> = Vec::new();
-    for (name, data) in model.named_tensors() {
-        let values = data.as_slice::<f32>().expect("named_tensors gives f32");
-        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        tensors.push((format!("transformer.{name}"), OwnedTensor { shape: data.shape().to_vec(), bytes }));
-    }
+    let tensors: Vec<(String, HostCopy)> = model
+        .named_parameters()
+        .into_iter()
+        .map(|(name, param)| (format!("transformer.{name}"), HostCopy { shape: param.shape(), param }))
+        .collect();
     let metadata = HashMap::from([("format".to_owned(), "pt".to_owned())]);
-    let weights = safetensors::serialize(tensors, Some(metadata))
-        .map_err(|e| Error::Weights { path: dir.join(WEIGHTS_FILE), reason: e.to_string() })?;
-    let mut files = vec![
-        (WEIGHTS_FILE, weights),
-        (CONFIG_FILE, serde_json::to_vec_pretty(&config.to_hf_json()).expect("static JSON")),
-    ];
+    let weights = write_atomic_with(&dir.join(WEIGHTS_FILE), |tmp| {
+        safetensors::serialize_to_file(tensors, Some(metadata), tmp).map_err(std::io::Error::other)
+    })?;
+    let mut files = vec![(CONFIG_FILE, serde_json::to_vec_pretty(&config.to_hf_json()).expect("static JSON"))];
     files.extend(tokenizer.hf_files(config.n_positions)?);
-    files.into_iter().map(|(name, bytes)| write_atomic(&dir.join(name), &bytes)).collect()
+    let mut written = vec![weights];
+    for (name, bytes) in files {
+        written.push(write_atomic(&dir.join(name), &bytes)?);
+    }
+    Ok(written)
 }
 
 /// Writes `bytes` to a temporary name beside `path`, syncs it, then renames it into place.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    write_atomic_with(path, |tmp| File::create(tmp)?.write_all(bytes))
+}
+
+/// Has `write` create the file at a temporary name beside `path`, syncs it, then renames it into place.
+fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> std::io::Result<()>) -> Result<PathBuf> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
+        write(&tmp)?;
+        File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
     if let Err(e) = result {
@@ -77,12 +85,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     Ok(path.to_owned())
 }
 
-struct OwnedTensor {
+/// A parameter that safetensors copies to the host when it writes it.
+struct HostCopy {
     shape: Vec<usize>,
-    bytes: Vec<u8>,
+    param: Parameter,
 }
 
-impl safetensors::View for OwnedTensor {
+impl safetensors::View for HostCopy {
     fn dtype(&self) -> Dtype {
         Dtype::F32
     }
@@ -90,10 +99,12 @@ impl safetensors::View for OwnedTensor {
         &self.shape
     }
     fn data(&self) -> std::borrow::Cow<'_, [u8]> {
-        (&self.bytes[..]).into()
+        let data = self.param.host_data();
+        let values = data.as_slice::<f32>().expect("host_data gives f32");
+        values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>().into()
     }
     fn data_len(&self) -> usize {
-        self.bytes.len()
+        self.shape.iter().product::<usize>() * size_of::<f32>()
     }
 }
 
