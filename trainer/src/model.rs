@@ -164,14 +164,8 @@ impl Gpt2 {
         Self::build(config, device, &mut RandomInit::new(config, seed))
     }
 
-    /// Every parameter under its HF name and in HF's shape (vectors stay 1-D), as f32 host data, in
-    /// [`Self::build`]'s order.
-    pub fn named_tensors(&self) -> Vec<(String, TensorData)> {
-        self.named_parameters().into_iter().map(|(name, param)| (name, param.host_data())).collect()
-    }
-
-    /// Every parameter under its HF name, in [`Self::build`]'s order, still on the device: handles, not copies,
-    /// so that a writer can copy one at a time to the host.
+    /// Every parameter under its HF name and in HF's shape (vectors stay 1-D), in [`Self::build`]'s order, still on
+    /// the device: handles, not copies, so that a writer can copy one at a time to the host.
     pub fn named_parameters(&self) -> Vec<(String, Parameter)> {
         let mut out = vec![
             ("wte.weight".to_owned(), Parameter::Matrix(self.wte.weight.val())),
@@ -514,7 +508,7 @@ mod tests {
     }
 
     #[test]
-    fn named_tensors_round_trip_through_build() {
+    fn named_parameters_round_trip_through_build() {
         struct FromModel(std::collections::HashMap<String, Vec<f32>>);
         impl WeightSource for FromModel {
             fn tensor(&mut self, name: &str, _shape: &[usize]) -> Result<Vec<f32>> {
@@ -523,8 +517,11 @@ mod tests {
         }
         let device = Device::flex();
         let model = Gpt2::init(&tiny(), &device, 5).unwrap();
-        let named: std::collections::HashMap<_, _> =
-            model.named_tensors().into_iter().map(|(n, t)| (n, t.try_to_vec::<f32>().unwrap())).collect();
+        let named: std::collections::HashMap<_, _> = model
+            .named_parameters()
+            .into_iter()
+            .map(|(n, p)| (n, p.host_data().try_to_vec::<f32>().unwrap()))
+            .collect();
         assert_eq!(named.len(), 2 + 2 * 12 + 2);
         let mut source = FromModel(named);
         let copy = Gpt2::build(&tiny(), &device, &mut source).unwrap();

@@ -101,7 +101,9 @@ impl safetensors::View for HostCopy {
     fn data(&self) -> std::borrow::Cow<'_, [u8]> {
         let data = self.param.host_data();
         let values = data.as_slice::<f32>().expect("host_data gives f32");
-        values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>().into()
+        let mut bytes = Vec::with_capacity(self.data_len());
+        values.iter().for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
+        bytes.into()
     }
     fn data_len(&self) -> usize {
         self.shape.iter().product::<usize>() * size_of::<f32>()
