@@ -6,8 +6,9 @@
 //! (`$REVGEN_CACHE/train-cache/…`; files already there with the same size are kept). For a remote `--out`, the run
 //! is kept in a local directory of that cache and mirrored to the prefix: before training, the prefix's complete
 //! checkpoints, metrics and samples are downloaded, so `--resume latest` works on a fresh machine (a Kubernetes
-//! pod); after every checkpoint, new and changed files are uploaded and pruned checkpoints deleted. Each object
-//! upload is atomic, and a checkpoint's `state.json` goes last (and is deleted first when a checkpoint of that name
+//! pod); after every checkpoint, new and changed files are uploaded and pruned checkpoints deleted. Uploads and
+//! downloads stream between file and object (memory does not grow with a shard's or a checkpoint's size), each
+//! object upload and each downloaded file is atomic, and a checkpoint's `state.json` goes last (and is deleted first when a checkpoint of that name
 //! is replaced, as `best` is), so a checkpoint counts as complete remotely only when it is.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,7 +19,7 @@ use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use revgen_pipeline::chart::Series;
-use revgen_pipeline::prepare::destination::upload;
+use revgen_pipeline::prepare::destination::{download, upload};
 use revgen_pipeline::source::{self, StoreOptions};
 use revgen_trainer::checkpoint::{CHECKPOINTS, STATE_FILE};
 use revgen_trainer::data::MANIFEST;
@@ -156,11 +157,9 @@ impl Mirror {
         if size.is_some_and(|size| std::fs::metadata(&path).is_ok_and(|m| m.len() == size)) {
             return Ok(false);
         }
-        let io = |source| Error::Io { path: path.clone(), source };
-        let bytes = self.store.get(&self.key(name)).await.map_err(|e| self.error(name, e))?.bytes().await;
-        let bytes = bytes.map_err(|e| self.error(name, e))?;
-        std::fs::create_dir_all(path.parent().expect("under the mirror")).map_err(io)?;
-        revgen_trainer::weights::write_atomic(&path, &bytes)?;
+        let parent = path.parent().expect("under the mirror");
+        std::fs::create_dir_all(parent).map_err(|source| Error::Io { path: parent.to_owned(), source })?;
+        download(&self.store, &self.key(name), &path, &format!("{}/{name}", self.url)).await?;
         Ok(true)
     }
 

@@ -241,6 +241,32 @@ pub async fn upload(store: &Arc<dyn ObjectStore>, from: PathBuf, to: ObjectPath,
     done.map_err(|source| Error::Read { url, source })
 }
 
+/// Streams an object into the local file `to`: written at a hidden temporary name beside it, synced, then renamed
+/// into place, so the file appears whole or not at all, and an object of any size (a gpt2-xl checkpoint's
+/// `optimizer.bpk` is 12.5 GB) passes through memory a chunk at a time.
+pub async fn download(store: &Arc<dyn ObjectStore>, from: &ObjectPath, to: &Path, url: &str) -> Result<()> {
+    let store_error = |source| Error::ObjectStore { url: url.to_owned(), source };
+    let mut chunks = store.get(from).await.map_err(store_error)?.into_stream();
+    let name = to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = to.with_file_name(format!(".{name}.part-{}", std::process::id()));
+    let written = async {
+        // The HTTP body arrives in small chunks, and each write to a tokio file is a trip to a blocking thread.
+        let file = tokio::fs::File::create(&tmp).await.map_err(Error::io(&tmp))?;
+        let mut file = tokio::io::BufWriter::with_capacity(8 << 20, file);
+        while let Some(chunk) = chunks.next().await {
+            file.write_all(&chunk.map_err(store_error)?).await.map_err(Error::io(&tmp))?;
+        }
+        file.flush().await.map_err(Error::io(&tmp))?;
+        file.into_inner().sync_all().await.map_err(Error::io(&tmp))?;
+        tokio::fs::rename(&tmp, to).await.map_err(Error::io(to))
+    }
+    .await;
+    if written.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    written
+}
+
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut file = File::create(path).map_err(Error::io(path))?;
     std::io::Write::write_all(&mut file, bytes).map_err(Error::io(path))?;
