@@ -339,4 +339,21 @@ mod tests {
         drop(out);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
+
+    #[tokio::test]
+    async fn download_writes_the_whole_object_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        // Larger than the write buffer, so that it is written in several pieces.
+        let body: Vec<u8> = (0..(20 << 20)).map(|i: u32| (i % 251) as u8).collect();
+        store.put(&ObjectPath::from("run/optimizer.bpk"), PutPayload::from(body.clone())).await.unwrap();
+        let to = dir.path().join("optimizer.bpk");
+        download(&store, &ObjectPath::from("run/optimizer.bpk"), &to, "memory:///run/optimizer.bpk").await.unwrap();
+        assert!(fs::read(&to).unwrap() == body);
+
+        let missing = dir.path().join("state.json");
+        let err = download(&store, &ObjectPath::from("run/state.json"), &missing, "memory:///run/state.json").await;
+        assert!(err.unwrap_err().to_string().contains("memory:///run/state.json"));
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no partial or temporary file");
+    }
 }
