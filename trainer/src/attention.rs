@@ -41,10 +41,16 @@ pub fn causal_attention(qkv: Tensor<3>, n_head: usize) -> Tensor<3> {
 ///
 /// qkv: `[b, t, 3·d]` → q, k, v: `[b, n_head, t, d / n_head]`
 pub(crate) fn heads(qkv: Tensor<3>, n_head: usize) -> [Tensor<4>; 3] {
-    let [b, t, packed] = qkv.dims();
-    let head_dim = packed / 3 / n_head;
-    let mut parts = qkv.chunk(3, 2).into_iter().map(|x| x.reshape([b, t, n_head, head_dim]).swap_dims(1, 2));
+    let mut parts = qkv.chunk(3, 2).into_iter().map(|x| split_heads(x, n_head));
     [(); 3].map(|_| parts.next().expect("three parts"))
+}
+
+/// One of queries, keys, values (or their gradient) split into heads.
+///
+/// x: `[b, t, d]` → `[b, n_head, t, d / n_head]`
+fn split_heads(x: Tensor<3>, n_head: usize) -> Tensor<4> {
+    let [b, t, d] = x.dims();
+    x.reshape([b, t, n_head, d / n_head]).swap_dims(1, 2)
 }
 
 /// The heads side by side again.
@@ -80,9 +86,7 @@ impl CausalAttention for Flex {
 impl CausalAttentionBackward for Flex {
     fn causal_attention_backward(qkv: FloatTensor<Self>, n_head: usize, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         let [q, k, v] = heads(Tensor::from_primitive::<Flex>(qkv), n_head);
-        let grad = Tensor::<3>::from_primitive::<Flex>(grad);
-        let [b, t, d] = grad.dims();
-        let grad = grad.reshape([b, t, n_head, d / n_head]).swap_dims(1, 2); // [b, h, t, hd]
+        let grad = split_heads(Tensor::from_primitive::<Flex>(grad), n_head); // [b, h, t, hd]
         let [dq, dk, dv] = decomposed_backward(q, k, v, grad);
         flex(Tensor::cat(vec![merge_heads(dq), merge_heads(dk), merge_heads(dv)], 2))
     }

@@ -82,8 +82,6 @@ pub struct BackendReport {
     pub check: Result<(), String>,
 }
 
-/// Every backend, whether it is built, which devices it sees, and whether a tiny autodiff step runs on it. The
-/// check loads the backend's native libraries, so a broken LibTorch install shows up here rather than mid-run.
 /// The pure-Rust backend's primitive inside `tensor`. The backend extensions' flex halves compute with burn's
 /// tensor API on flex tensors, so what they get out is a flex tensor.
 pub(crate) fn flex_primitive<const D: usize>(
@@ -92,6 +90,8 @@ pub(crate) fn flex_primitive<const D: usize>(
     tensor.try_into_primitive::<burn::backend::Flex>().expect("flex tensors in, flex tensors out")
 }
 
+/// Every backend, whether it is built, which devices it sees, and whether a tiny autodiff step runs on it. The
+/// check loads the backend's native libraries, so a broken LibTorch install shows up here rather than mid-run.
 pub fn probe() -> Vec<BackendReport> {
     [Backend::Flex, Backend::Tch]
         .into_iter()

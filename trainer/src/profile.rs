@@ -2,7 +2,7 @@
 //! trace that `torch.profiler` exports: every LibTorch operator on the host with its input shapes and, on CUDA,
 //! every kernel and copy on the device, linked to the operator that launched it. The steps, and their forward,
 //! backward and optimizer phases, are named spans (`ProfilerStep#N`, as torch.profiler names them), so a revgen
-//! step and a PyTorch one (`scripts/bench_hf_gpt2.py --trace`) can be compared operator by operator
+//! step and a PyTorch one (`TRACE_OUT=DIR scripts/bench/train_pytorch.py`) can be compared operator by operator
 //! (`scripts/trace_summary.py`) or read in https://ui.perfetto.dev, chrome://tracing or TensorBoard.
 //!
 //! LibTorch only: the pure-Rust backend's operations are not LibTorch's, and nothing records them.
