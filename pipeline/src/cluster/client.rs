@@ -259,8 +259,11 @@ impl Cluster {
             }
             last = Some(job);
         }
-        let batches = result
-            .map_err(|e| self.error(format!("the job failed after {:.1} s: {e}", started.elapsed().as_secs_f64())))?;
+        let batches = result.map_err(|e| {
+            let e = e.to_string();
+            let hint = if lost_a_peer(&e) { LOST_PEER_HINT } else { "" };
+            self.error(format!("the job failed after {:.1} s: {e}{hint}", started.elapsed().as_secs_f64()))
+        })?;
         Ok((batches, last))
     }
 }
@@ -317,6 +320,23 @@ fn stall_timeout() -> Duration {
     std::env::var("REVGEN_STALL_TIMEOUT").ok().and_then(|s| s.parse().ok()).map_or(STALL_TIMEOUT, Duration::from_secs)
 }
 
+/// Added to a failure that [`lost_a_peer`].
+const LOST_PEER_HINT: &str = "\n(a connection between the cluster's processes broke mid-job, most likely because an \
+     executor was lost while another read its shuffle output, and Ballista 55 fails the job rather than computing \
+     that output again: see the README's cluster section; once the executors are healthy, resubmit: the job is \
+     idempotent)";
+
+/// Whether a job's failure message shows a task failing on a broken connection to another cluster process: an
+/// executor lost while a task streams its shuffle output fails that task with the transport's error, which
+/// Ballista 55 does not treat as a fetch failure (whose output it would compute again) but as the task's own
+/// error, failing the job. (A lost scheduler breaks the client's own stream instead, with no task named.)
+fn lost_a_peer(message: &str) -> bool {
+    const SIGNS: [&str; 5] =
+        ["broken pipe", "connection reset", "h2 protocol error", "transport error", "shuffle fetch partition error"];
+    let message = message.to_lowercase();
+    message.contains("task failed") && SIGNS.iter().any(|sign| message.contains(sign))
+}
+
 /// Whether a stages listing (`/api/job/{id}/stages`) has a task running.
 fn has_running_task(stages: &Value) -> bool {
     let stages = stages.get("stages").and_then(Value::as_array).into_iter().flatten();
@@ -363,6 +383,24 @@ mod tests {
         assert!(!has_running_task(&listing(&[&["Successful", "Successful"], &[]])));
         assert!(!has_running_task(&listing(&[&[], &[]])));
         assert!(!has_running_task(&serde_json::json!({})));
+    }
+
+    #[test]
+    fn tells_failures_from_a_lost_peer() {
+        // As Ballista 55 reported a job whose executor was killed while another read its shuffle output (CI,
+        // 2026-12-06).
+        let lost = "Execution error: Job 038JB5N56Y000 failed: Job failed due to stage 2 failed: Task failed due \
+                    to runtime execution error: DataFusionError(Shared(External(ArrowError(IpcError(\"Arrow error: \
+                    Ipc error: code: 'Unknown error', message: \\\"h2 protocol error: error reading a body from \
+                    connection\\\", source: hyper::Error(Body, Error { kind: Io(Custom { kind: BrokenPipe, error: \
+                    \\\"stream closed because of a broken pipe\\\" }) })\")))))";
+        assert!(lost_a_peer(lost));
+        // A task's own error, and the client's stream from a lost scheduler, are something else.
+        assert!(!lost_a_peer(
+            "Job failed due to stage 1 failed: Task failed due to runtime execution error: Arrow error: \
+             Parser error: invalid number"
+        ));
+        assert!(!lost_a_peer("status: Unavailable, message: \"error trying to connect: transport error\""));
     }
 
     #[test]
