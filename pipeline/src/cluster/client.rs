@@ -331,8 +331,15 @@ const LOST_PEER_HINT: &str = "\n(a connection between the cluster's processes br
 /// Ballista 55 does not treat as a fetch failure (whose output it would compute again) but as the task's own
 /// error, failing the job. (A lost scheduler breaks the client's own stream instead, with no task named.)
 fn lost_a_peer(message: &str) -> bool {
-    const SIGNS: [&str; 5] =
-        ["broken pipe", "connection reset", "h2 protocol error", "transport error", "shuffle fetch partition error"];
+    const SIGNS: [&str; 7] = [
+        "broken pipe",
+        "connection reset",
+        "connection refused",
+        "h2 protocol error",
+        "transport error",
+        "premature end of the stream",
+        "shuffle fetch partition error",
+    ];
     let message = message.to_lowercase();
     message.contains("task failed") && SIGNS.iter().any(|sign| message.contains(sign))
 }
@@ -395,6 +402,11 @@ mod tests {
                     connection\\\", source: hyper::Error(Body, Error { kind: Io(Custom { kind: BrokenPipe, error: \
                     \\\"stream closed because of a broken pipe\\\" }) })\")))))";
         assert!(lost_a_peer(lost));
+        // Ballista's own words for a shuffle stream that ends before its first message.
+        assert!(lost_a_peer(
+            "Job failed due to stage 2 failed: Task failed due to runtime execution error: Arrow error: Ipc error: \
+             Premature end of the stream while decoding schema"
+        ));
         // A task's own error, and the client's stream from a lost scheduler, are something else.
         assert!(!lost_a_peer(
             "Job failed due to stage 1 failed: Task failed due to runtime execution error: Arrow error: \
