@@ -8,8 +8,9 @@
 //! checkpoints, metrics and samples are downloaded, so `--resume latest` works on a fresh machine (a Kubernetes
 //! pod); after every checkpoint, new and changed files are uploaded and pruned checkpoints deleted. Uploads and
 //! downloads stream between file and object (memory does not grow with a shard's or a checkpoint's size), each
-//! object upload and each downloaded file is atomic, and a checkpoint's `state.json` goes last (and is deleted first when a checkpoint of that name
-//! is replaced, as `best` is), so a checkpoint counts as complete remotely only when it is.
+//! object upload and each downloaded file is atomic, and a checkpoint's `state.json` goes last (and is deleted
+//! first when a checkpoint of that name is replaced, as `best` is), so a checkpoint counts as complete remotely only
+//! when it is.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
